@@ -1,0 +1,103 @@
+//! The SQL API of DESIGN §3: thin wrappers that check nothing themselves and hand every
+//! argument, NULLs included, to the engine. Arguments are `Option` so that a NULL gets
+//! a 22023 naming the argument instead of a silent NULL result from a STRICT function.
+
+use crate::engine::{activity, claim, definitions, dispatch, execution, status};
+use crate::error::OrRaise;
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use pgrx::{JsonB, Spi, Uuid};
+use serde_json::Value;
+
+fn json(v: Option<JsonB>) -> Option<Value> {
+    v.map(|j| j.0)
+}
+
+/// Stores a declared workflow; returns its version (the same one for an identical definition).
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_define(name: Option<&str>, definition: Option<JsonB>) -> i32 {
+    Spi::connect_mut(|c| definitions::define(c, name, json(definition))).or_raise()
+}
+
+/// Starts an execution; the same (workflow_type, idempotency_key) returns the existing id.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_start(
+    workflow_type: Option<&str>,
+    input: default!(Option<JsonB>, "'{}'"),
+    idempotency_key: default!(Option<&str>, "NULL"),
+    options: default!(Option<JsonB>, "'{}'"),
+) -> Uuid {
+    Spi::connect_mut(|c| execution::start(c, workflow_type, json(input), idempotency_key, json(options))).or_raise()
+}
+
+
+/// Claims up to max_count due activities of a queue (FOR UPDATE SKIP LOCKED).
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_claim(
+    queue: Option<&str>,
+    worker_id: Option<&str>,
+    max_count: default!(Option<i32>, 1),
+    lease: default!(Option<Interval>, "'5 minutes'"),
+    activity_types: default!(Option<Vec<Option<String>>>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(activity_id, Uuid),
+        name!(execution_id, Uuid),
+        name!(workflow_type, String),
+        name!(step_key, String),
+        name!(activity_type, Option<String>),
+        name!(input, JsonB),
+        name!(attempt, i32),
+        name!(lease_expires_at, TimestampWithTimeZone),
+    ),
+> {
+    let rows = Spi::connect_mut(|c| claim::claim(c, queue, worker_id, max_count, lease, activity_types)).or_raise();
+    TableIterator::new(rows.into_iter().map(|r| {
+        (r.activity_id, r.execution_id, r.workflow_type, r.step_key, r.activity_type, r.input, r.attempt, r.lease_expires_at)
+    }))
+}
+
+/// Completes a claimed activity; false if it was already completed or cancelled.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_complete_activity(
+    activity_id: Option<Uuid>,
+    output: default!(Option<JsonB>, "'null'"),
+    attempt: default!(Option<i32>, "NULL"),
+) -> bool {
+    let output = json(output).unwrap_or(Value::Null);
+    Spi::connect_mut(|c| activity::complete(c, activity_id, output, attempt)).or_raise()
+}
+
+/// Fails an attempt: 'retrying' or 'failed' ('cancelled' if the activity was cancelled).
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_fail_activity(
+    activity_id: Option<Uuid>,
+    error: Option<JsonB>,
+    attempt: default!(Option<i32>, "NULL"),
+    retryable: default!(Option<bool>, true),
+) -> &'static str {
+    Spi::connect_mut(|c| activity::fail(c, activity_id, json(error), attempt, retryable)).or_raise().as_str()
+}
+
+/// Extends the lease of a running activity; true when cancellation was requested.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_heartbeat(
+    activity_id: Option<Uuid>,
+    attempt: default!(Option<i32>, "NULL"),
+    details: default!(Option<JsonB>, "NULL"),
+) -> bool {
+    Spi::connect_mut(|c| activity::heartbeat(c, activity_id, attempt, json(details))).or_raise()
+}
+
+/// The execution and every step, pending ones included.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_status(execution_id: Option<Uuid>) -> JsonB {
+    JsonB(Spi::connect_mut(|c| status::status(c, execution_id)).or_raise())
+}
+
+/// One pass of due work (expired leases, delayed starts); returns how many items moved.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_dispatch(max_items: default!(Option<i32>, 1000)) -> i32 {
+    Spi::connect_mut(|c| dispatch::dispatch(c, max_items)).or_raise()
+}

@@ -1,0 +1,100 @@
+//! `workflow_claim`: hand due activities of a queue to a worker, under a lease.
+
+use pgrx::pg_sys::BuiltinOid::*;
+use super::plan::{run, Statement};
+use super::arg;
+use crate::error::{Result, WorkflowError};
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
+
+pub const MAX_BATCH: i32 = 10_000;
+
+// Served by the partial index workflow_activity_claim (queue, priority DESC,
+// scheduled_at) WHERE status = 'scheduled' AND kind = 'task'.
+static CLAIM: Statement = Statement {
+    sql: "WITH picked AS ( \
+            SELECT id FROM @extschema@.workflow_activity \
+            WHERE status = 'scheduled' AND kind = 'task' AND queue = $1 AND scheduled_at <= now() \
+              AND ($5::text[] IS NULL OR activity_type = ANY($5)) \
+            ORDER BY priority DESC, scheduled_at \
+            LIMIT $3 \
+            FOR UPDATE SKIP LOCKED) \
+          UPDATE @extschema@.workflow_activity a \
+          SET status = 'running', attempt = a.attempt + 1, worker_id = $2, started_at = now(), \
+              lease_expires_at = now() + $4, heartbeat_at = NULL, heartbeat = NULL \
+          FROM picked, @extschema@.workflow_execution e \
+          WHERE a.id = picked.id AND e.id = a.execution_id \
+          RETURNING a.id, a.execution_id, e.workflow_type, a.step_key, a.activity_type, a.input, a.attempt, \
+                    a.lease_expires_at",
+    args: &[TEXTOID, TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID],
+};
+
+pub struct Claimed {
+    pub activity_id: Uuid,
+    pub execution_id: Uuid,
+    pub workflow_type: String,
+    pub step_key: String,
+    pub activity_type: Option<String>,
+    pub input: JsonB,
+    pub attempt: i32,
+    pub lease_expires_at: TimestampWithTimeZone,
+}
+
+fn required_text(field: &str, value: Option<&str>, what: &str) -> Result<String> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v.to_owned()),
+        Some(_) => Err(WorkflowError::invalid(format!("{field} must not be empty; pass {what}"))),
+        None => Err(WorkflowError::invalid(format!("{field} must not be NULL; pass {what}"))),
+    }
+}
+
+pub fn claim(
+    client: &mut SpiClient<'_>,
+    queue: Option<&str>,
+    worker_id: Option<&str>,
+    max_count: Option<i32>,
+    lease: Option<Interval>,
+    activity_types: Option<Vec<Option<String>>>,
+) -> Result<Vec<Claimed>> {
+    let queue = required_text("queue", queue, "a queue name such as 'default'")?;
+    let worker_id = required_text("worker_id", worker_id, "a name for this worker (host:pid)")?;
+    let max_count = max_count.unwrap_or(1);
+    if !(1..=MAX_BATCH).contains(&max_count) {
+        return Err(WorkflowError::invalid(format!("max_count must be from 1 to {MAX_BATCH}, got {max_count}")));
+    }
+    let lease = lease.unwrap_or_else(|| Interval::from_minutes(5));
+    if lease.as_micros() <= 0 || lease.months() != 0 {
+        return Err(WorkflowError::invalid(
+            "lease must be a positive interval without months or years, such as '5 minutes'",
+        ));
+    }
+    let types: Option<Vec<String>> = match activity_types {
+        None => None,
+        Some(list) => Some(
+            list.into_iter()
+                .map(|t| t.ok_or_else(|| WorkflowError::invalid("activity_types must not contain NULL")))
+                .collect::<Result<_>>()?,
+        ),
+    };
+    let rows = run(
+        client,
+        &CLAIM,
+        &[arg(queue.as_str()), arg(worker_id.as_str()), arg(max_count), arg(lease), arg(types)],
+    )?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let missing = || WorkflowError::internal("claim returned a row with a NULL key column");
+        claimed.push(Claimed {
+            activity_id: row.get(1)?.ok_or_else(missing)?,
+            execution_id: row.get(2)?.ok_or_else(missing)?,
+            workflow_type: row.get(3)?.unwrap_or_default(),
+            step_key: row.get(4)?.unwrap_or_default(),
+            activity_type: row.get(5)?,
+            input: row.get(6)?.unwrap_or(JsonB(serde_json::Value::Null)),
+            attempt: row.get(7)?.unwrap_or(0),
+            lease_expires_at: row.get(8)?.ok_or_else(missing)?,
+        });
+    }
+    Ok(claimed)
+}

@@ -1,0 +1,66 @@
+//! Prepared statements, planned once per backend and kept for its lifetime.
+//!
+//! Statements are written with `@extschema@` in place of the extension's schema and
+//! qualified at prepare time, so they work whatever the caller's search_path is and the
+//! hot paths never re-parse or re-plan SQL.
+
+use crate::error::{Result, WorkflowError};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::PgOid;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+use pgrx::pg_sys::BuiltinOid;
+use pgrx::Spi;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// A statement and the types of its parameters.
+pub struct Statement {
+    pub sql: &'static str,
+    pub args: &'static [BuiltinOid],
+}
+
+thread_local! {
+    static SCHEMA: RefCell<Option<String>> = const { RefCell::new(None) };
+    static PLANS: RefCell<HashMap<usize, &'static OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
+/// The quoted name of the schema the extension lives in.
+pub fn schema() -> Result<String> {
+    if let Some(s) = SCHEMA.with(|s| s.borrow().clone()) {
+        return Ok(s);
+    }
+    let found: Option<String> = Spi::get_one(
+        "SELECT quote_ident(n.nspname)::text FROM pg_catalog.pg_extension e \
+         JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_workflow'",
+    )?;
+    let schema = found.ok_or_else(|| {
+        WorkflowError::undefined("extension pg_workflow is not created in this database")
+            .with_hint("run CREATE EXTENSION pg_workflow")
+    })?;
+    SCHEMA.with(|s| *s.borrow_mut() = Some(schema.clone()));
+    Ok(schema)
+}
+
+fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> Result<&'static OwnedPreparedStatement> {
+    let key = stmt as *const Statement as usize;
+    if let Some(p) = PLANS.with(|p| p.borrow().get(&key).copied()) {
+        return Ok(p);
+    }
+    let sql = stmt.sql.replace("@extschema@", &schema()?);
+    let oids: Vec<PgOid> = stmt.args.iter().map(|o| PgOid::BuiltIn(*o)).collect();
+    let prepared = client.prepare_mut(sql.as_str(), &oids)?.keep();
+    // Plans live as long as the backend; leaking gives them the 'static lifetime SPI wants.
+    let prepared: &'static OwnedPreparedStatement = Box::leak(Box::new(prepared));
+    PLANS.with(|p| p.borrow_mut().insert(key, prepared));
+    Ok(prepared)
+}
+
+/// Runs a statement (reading or writing) and returns its rows.
+pub fn run<'conn>(
+    client: &mut SpiClient<'conn>,
+    stmt: &'static Statement,
+    args: &[DatumWithOid<'_>],
+) -> Result<SpiTupleTable<'conn>> {
+    let prepared = plan(client, stmt)?;
+    Ok(client.update(prepared, None, args)?)
+}

@@ -1,0 +1,52 @@
+//! `workflow_status`: the execution and every step, including ones not started yet.
+
+use pgrx::pg_sys::BuiltinOid::*;
+use super::execution;
+use super::plan::{run, Statement};
+use super::arg;
+use crate::error::{Result, WorkflowError};
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
+use serde_json::{json, Value};
+
+static STATUS: Statement = Statement {
+    sql: "SELECT jsonb_build_object( \
+            'id', e.id, 'workflow_type', e.workflow_type, 'definition_version', e.definition_version, \
+            'status', e.status, 'idempotency_key', e.idempotency_key, 'input', e.input, 'output', e.output, \
+            'error', e.error, 'queue', e.queue, 'priority', e.priority, 'labels', e.labels, \
+            'tenant_id', e.tenant_id, 'parent_id', e.parent_id, 'parent_step', e.parent_step, \
+            'created_at', e.created_at, 'started_at', e.started_at, 'finished_at', e.finished_at, \
+            'deadline', e.deadline, \
+            'steps', coalesce((SELECT jsonb_agg(jsonb_build_object( \
+                'step_key', a.step_key, 'kind', a.kind, 'activity_type', a.activity_type, 'status', a.status, \
+                'attempt', a.attempt, 'max_attempts', a.max_attempts, 'output', a.output, 'error', a.error, \
+                'worker_id', a.worker_id, 'scheduled_at', a.scheduled_at, 'started_at', a.started_at, \
+                'finished_at', a.finished_at, 'lease_expires_at', a.lease_expires_at) \
+                ORDER BY a.created_at, a.step_key) \
+              FROM @extschema@.workflow_activity a WHERE a.execution_id = e.id), '[]'::jsonb)) \
+          FROM @extschema@.workflow_execution e WHERE e.id = $1",
+    args: &[UUIDOID],
+};
+
+pub fn status(client: &mut SpiClient<'_>, id: Option<Uuid>) -> Result<Value> {
+    let id = id.ok_or_else(|| WorkflowError::invalid("execution_id must not be NULL"))?;
+    let row = run(client, &STATUS, &[arg(id)])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| WorkflowError::not_found(format!("workflow execution {id} does not exist")))?;
+    let mut status = row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null);
+    // Declared steps without a row yet are listed as pending, in definition order.
+    let definition = execution::read(client, id)?.definition;
+    if let (Some(def), Some(steps)) = (definition, status.get_mut("steps").and_then(Value::as_array_mut)) {
+        for step in &def.steps {
+            let started = steps.iter().any(|s| s.get("step_key").and_then(Value::as_str) == Some(step.name.as_str()));
+            if !started {
+                steps.push(json!({
+                    "step_key": step.name, "kind": step.kind.name(), "status": "pending",
+                    "depends_on": step.depends_on, "attempt": 0,
+                }));
+            }
+        }
+    }
+    Ok(status)
+}

@@ -1,0 +1,447 @@
+//! Workflow definitions (DESIGN §2): the JSON a user passes to `workflow_define`,
+//! validated once, into a typed DAG the engine walks.
+//!
+//! Validation is strict (unknown fields are errors) so that a typo such as `depend_on`
+//! is caught when the workflow is defined, not when an execution silently never runs.
+
+use super::interval::{self, json_kind, Micros};
+use super::retry::RetryPolicy;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+/// Limits that keep one definition from costing unbounded work per transition.
+pub const MAX_STEPS: usize = 1000;
+pub const MAX_NAME_LEN: usize = 100;
+
+/// Names a step may not take because step inputs use them as keys.
+const RESERVED_NAMES: &[&str] = &["input", "item", "index"];
+
+const KIND_FIELDS: &[&str] = &["activity", "sql", "sleep", "wait_signal", "workflow"];
+const STEP_FIELDS: &[&str] = &[
+    "name",
+    "activity",
+    "sql",
+    "sleep",
+    "wait_signal",
+    "workflow",
+    "depends_on",
+    "map",
+    "max_concurrency",
+    "queue",
+    "priority",
+    "retry",
+    "timeout",
+    "heartbeat_timeout",
+    "schedule_to_close",
+    "description",
+];
+const TOP_FIELDS: &[&str] = &["steps", "compensate", "timeout", "description"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sleep {
+    /// A fixed duration from the moment the step becomes ready.
+    For(Micros),
+    /// Until the timestamp found in this field of the workflow input.
+    UntilInputField(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    Task { activity: String },
+    Sql { query: String },
+    Sleep(Sleep),
+    Signal { name: String },
+    Workflow { workflow_type: String },
+}
+
+impl StepKind {
+    /// The `kind` column value of the step's activity rows.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Task { .. } => "task",
+            StepKind::Sql { .. } => "sql",
+            StepKind::Sleep(_) => "sleep",
+            StepKind::Signal { .. } => "signal",
+            StepKind::Workflow { .. } => "workflow",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    pub depends_on: Vec<String>,
+    /// Name of the dependency whose output array this step fans out over.
+    pub map: Option<String>,
+    pub max_concurrency: Option<i32>,
+    pub queue: Option<String>,
+    pub priority: Option<i32>,
+    pub retry: RetryPolicy,
+    /// The policy as written (stored on activity rows; `{}` when absent).
+    pub retry_json: Value,
+    pub timeout: Option<Micros>,
+    pub heartbeat_timeout: Option<Micros>,
+    pub schedule_to_close: Option<Micros>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Definition {
+    /// In the order written; validated to form a DAG.
+    pub steps: Vec<Step>,
+    /// step name -> compensating activity type (saga).
+    pub compensate: BTreeMap<String, String>,
+    pub timeout: Option<Micros>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefinitionError {
+    pub step: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.step {
+            Some(step) => write!(f, "step \"{step}\": {}", self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
+fn fail<T>(step: Option<&str>, message: impl Into<String>) -> Result<T, DefinitionError> {
+    Err(DefinitionError { step: step.map(str::to_owned), message: message.into() })
+}
+
+fn non_empty_str<'a>(step: &str, field: &str, v: &'a Value) -> Result<&'a str, DefinitionError> {
+    match v.as_str() {
+        Some(s) if !s.trim().is_empty() => Ok(s),
+        _ => fail(Some(step), format!("field \"{field}\" must be a non-empty string, got {}", show(v))),
+    }
+}
+
+fn duration(step: Option<&str>, field: &str, v: &Value) -> Result<Micros, DefinitionError> {
+    interval::parse_json(v).or_else(|e| fail(step, format!("field \"{field}\" {e}")))
+}
+
+fn int32(step: &str, field: &str, v: &Value, min: i64) -> Result<i32, DefinitionError> {
+    match v.as_i64() {
+        Some(n) if n >= min && n <= i32::MAX as i64 => Ok(n as i32),
+        _ => fail(Some(step), format!("field \"{field}\" must be a whole number >= {min}, got {}", show(v))),
+    }
+}
+
+/// A short rendering of a value for messages (long values are cut).
+fn show(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 60 {
+        format!("{}… ({})", text.chars().take(60).collect::<String>(), json_kind(v))
+    } else {
+        text
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
+fn parse_step(index: usize, v: &Value) -> Result<Step, DefinitionError> {
+    let obj: &Map<String, Value> = match v.as_object() {
+        Some(o) => o,
+        None => return fail(None, format!("steps[{index}] must be an object, got {}", json_kind(v))),
+    };
+    let name = match obj.get("name") {
+        Some(Value::String(s)) if valid_name(s) => s.clone(),
+        Some(Value::String(s)) => {
+            return fail(
+                None,
+                format!(
+                    "steps[{index}].name \"{}\" is not a valid step name; use 1 to {MAX_NAME_LEN} letters, digits, '_', '-', '.' or ':'",
+                    s.chars().take(MAX_NAME_LEN + 10).collect::<String>()
+                ),
+            )
+        }
+        Some(other) => return fail(None, format!("steps[{index}].name must be a string, got {}", show(other))),
+        None => return fail(None, format!("steps[{index}] has no \"name\"; every step needs a unique name")),
+    };
+    let step = Some(name.as_str());
+    if RESERVED_NAMES.contains(&name.as_str()) {
+        return fail(step, format!("the name \"{name}\" is reserved (step inputs use it as a key); choose another"));
+    }
+    for key in obj.keys() {
+        if !STEP_FIELDS.contains(&key.as_str()) {
+            return fail(step, format!("unknown field \"{key}\"; known fields are {}", STEP_FIELDS.join(", ")));
+        }
+    }
+    let kinds: Vec<&str> = KIND_FIELDS.iter().copied().filter(|k| obj.contains_key(*k)).collect();
+    let kind = match kinds.as_slice() {
+        [] => {
+            return fail(step, format!("says nothing to do; give exactly one of {}", KIND_FIELDS.join(", ")))
+        }
+        [one] => {
+            let v = &obj[*one];
+            match *one {
+                "activity" => StepKind::Task { activity: non_empty_str(&name, "activity", v)?.to_owned() },
+                "sql" => StepKind::Sql { query: non_empty_str(&name, "sql", v)?.to_owned() },
+                "wait_signal" => StepKind::Signal { name: non_empty_str(&name, "wait_signal", v)?.to_owned() },
+                "workflow" => StepKind::Workflow { workflow_type: non_empty_str(&name, "workflow", v)?.to_owned() },
+                _ => StepKind::Sleep(match v {
+                    Value::Object(o) => match (o.len(), o.get("until")) {
+                        (1, Some(Value::String(field))) if !field.is_empty() => Sleep::UntilInputField(field.clone()),
+                        _ => {
+                            return fail(
+                                step,
+                                "field \"sleep\" as an object must be {\"until\": \"<workflow input field holding a timestamp>\"}",
+                            )
+                        }
+                    },
+                    other => Sleep::For(duration(step, "sleep", other)?),
+                }),
+            }
+        }
+        many => {
+            return fail(step, format!("has {} kinds ({}); give exactly one", many.len(), many.join(", ")))
+        }
+    };
+
+    let mut depends_on = Vec::new();
+    if let Some(v) = obj.get("depends_on") {
+        let items = match v.as_array() {
+            Some(a) => a,
+            None => return fail(step, format!("field \"depends_on\" must be an array of step names, got {}", show(v))),
+        };
+        for item in items {
+            let dep = match item.as_str() {
+                Some(s) => s.to_owned(),
+                None => return fail(step, format!("field \"depends_on\" must hold step names, got {}", show(item))),
+            };
+            if dep == name {
+                return fail(step, "depends on itself; remove it from its own depends_on");
+            }
+            if depends_on.contains(&dep) {
+                return fail(step, format!("lists \"{dep}\" twice in depends_on"));
+            }
+            depends_on.push(dep);
+        }
+    }
+
+    let map = match obj.get("map") {
+        None => None,
+        Some(v) => {
+            let source = non_empty_str(&name, "map", v)?.to_owned();
+            if !depends_on.contains(&source) {
+                return fail(step, format!("maps over \"{source}\", which must also be listed in depends_on"));
+            }
+            if matches!(kind, StepKind::Sleep(_) | StepKind::Signal { .. }) {
+                return fail(step, format!("a {} step cannot have \"map\"", kind.name()));
+            }
+            Some(source)
+        }
+    };
+    let max_concurrency = match obj.get("max_concurrency") {
+        None => None,
+        Some(_) if map.is_none() => return fail(step, "field \"max_concurrency\" only applies to a step with \"map\""),
+        Some(v) => Some(int32(&name, "max_concurrency", v, 1)?),
+    };
+    let queue = match obj.get("queue") {
+        None => None,
+        Some(v) => Some(non_empty_str(&name, "queue", v)?.to_owned()),
+    };
+    let priority = match obj.get("priority") {
+        None => None,
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= i32::MIN as i64 && n <= i32::MAX as i64 => Some(n as i32),
+            _ => return fail(step, format!("field \"priority\" must be a whole number, got {}", show(v))),
+        },
+    };
+    let retry_json = obj.get("retry").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    let retry = RetryPolicy::from_json(&retry_json, "retry").or_else(|e| fail(step, e))?;
+    let opt_duration = |field: &str| obj.get(field).map(|v| duration(step, field, v)).transpose();
+    Ok(Step {
+        timeout: opt_duration("timeout")?,
+        heartbeat_timeout: opt_duration("heartbeat_timeout")?,
+        schedule_to_close: opt_duration("schedule_to_close")?,
+        name,
+        kind,
+        depends_on,
+        map,
+        max_concurrency,
+        queue,
+        priority,
+        retry,
+        retry_json,
+    })
+}
+
+/// Validates a definition. Every rejection names the step and the field.
+pub fn parse(value: &Value) -> Result<Definition, DefinitionError> {
+    let top = match value.as_object() {
+        Some(o) => o,
+        None => return fail(None, format!("a definition must be a JSON object with \"steps\", got {}", json_kind(value))),
+    };
+    for key in top.keys() {
+        if !TOP_FIELDS.contains(&key.as_str()) {
+            return fail(None, format!("unknown top-level field \"{key}\"; known fields are {}", TOP_FIELDS.join(", ")));
+        }
+    }
+    let raw_steps = match top.get("steps") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) => return fail(None, "\"steps\" is empty; a workflow needs at least one step"),
+        Some(other) => return fail(None, format!("\"steps\" must be an array of step objects, got {}", json_kind(other))),
+        None => return fail(None, "a definition needs \"steps\": an array of step objects"),
+    };
+    if raw_steps.len() > MAX_STEPS {
+        return fail(None, format!("\"steps\" has {} steps; at most {MAX_STEPS} are allowed (use \"map\" for fan-out)", raw_steps.len()));
+    }
+    let mut steps = Vec::with_capacity(raw_steps.len());
+    let mut seen = HashSet::new();
+    for (i, raw) in raw_steps.iter().enumerate() {
+        let step = parse_step(i, raw)?;
+        if !seen.insert(step.name.clone()) {
+            return fail(Some(&step.name), "the name is used by more than one step; step names must be unique");
+        }
+        steps.push(step);
+    }
+    for step in &steps {
+        for dep in &step.depends_on {
+            if !seen.contains(dep) {
+                return fail(Some(&step.name), format!("depends on \"{dep}\", which is not a step of this workflow"));
+            }
+        }
+    }
+    check_acyclic(&steps)?;
+
+    let mut compensate = BTreeMap::new();
+    if let Some(v) = top.get("compensate") {
+        let obj = match v.as_object() {
+            Some(o) => o,
+            None => return fail(None, format!("\"compensate\" must map step names to activity types, got {}", json_kind(v))),
+        };
+        for (step_name, activity) in obj {
+            if !seen.contains(step_name) {
+                return fail(Some(step_name), "is named in \"compensate\" but is not a step of this workflow");
+            }
+            let activity = non_empty_str(step_name, "compensate", activity)?;
+            compensate.insert(step_name.clone(), activity.to_owned());
+        }
+    }
+    let timeout = top.get("timeout").map(|v| duration(None, "timeout", v)).transpose()?;
+    Ok(Definition { steps, compensate, timeout })
+}
+
+/// Kahn's algorithm; on a cycle, names the steps that are part of it or stuck behind it.
+fn check_acyclic(steps: &[Step]) -> Result<(), DefinitionError> {
+    let mut pending: HashMap<&str, usize> = steps.iter().map(|s| (s.name.as_str(), s.depends_on.len())).collect();
+    let mut ready: Vec<&str> = steps.iter().filter(|s| s.depends_on.is_empty()).map(|s| s.name.as_str()).collect();
+    let mut done = 0;
+    while let Some(name) = ready.pop() {
+        done += 1;
+        for s in steps.iter().filter(|s| s.depends_on.iter().any(|d| d == name)) {
+            let left = pending.get_mut(s.name.as_str()).expect("every step is counted");
+            *left -= 1;
+            if *left == 0 {
+                ready.push(&s.name);
+            }
+        }
+    }
+    if done == steps.len() {
+        return Ok(());
+    }
+    let stuck: Vec<&str> = steps.iter().map(|s| s.name.as_str()).filter(|n| pending[n] > 0).collect();
+    fail(
+        Some(stuck[0]),
+        format!("depends_on forms a cycle among steps {}; remove one of those dependencies", stuck.join(", ")),
+    )
+}
+
+impl Definition {
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// Steps no other step depends on: their outputs make up the execution's output.
+    pub fn final_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(move |s| !self.steps.iter().any(|o| o.depends_on.contains(&s.name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        parse(&v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn accepts_the_design_example() {
+        let def = parse(&json!({
+          "steps": [
+            {"name": "fetch",   "activity": "http.fetch", "queue": "io"},
+            {"name": "chunk",   "activity": "text.chunk", "depends_on": ["fetch"]},
+            {"name": "extract", "activity": "llm.extract", "depends_on": ["chunk"], "map": "chunk",
+             "retry": {"max_attempts": 5, "initial_interval": "1s", "backoff_coefficient": 2,
+                       "max_interval": "5m", "jitter": 0.2, "non_retryable": ["ValidationError"]},
+             "timeout": "2m", "heartbeat_timeout": "30s"},
+            {"name": "approve", "wait_signal": "approved", "timeout": "7 days", "depends_on": ["extract"]},
+            {"name": "store",   "sql": "SELECT kb.store_entities($1)", "depends_on": ["approve"]},
+            {"name": "pause",   "sleep": "1 hour", "depends_on": ["store"]},
+            {"name": "notify",  "workflow": "send_digest", "depends_on": ["pause"]}
+          ],
+          "compensate": {"fetch": "http.cleanup"},
+          "timeout": "30 days"
+        }))
+        .unwrap();
+        assert_eq!(def.steps.len(), 7);
+        assert_eq!(def.step("extract").unwrap().retry.max_attempts, 5);
+        assert_eq!(def.final_steps().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["notify"]);
+        assert_eq!(def.compensate["fetch"], "http.cleanup");
+    }
+
+    #[test]
+    fn rejections_name_step_and_field() {
+        let cases = [
+            (json!([]), "JSON object"),
+            (json!({}), "needs \"steps\""),
+            (json!({"steps": []}), "empty"),
+            (json!({"steps": [{"name": "a", "activity": "x"}], "extra": 1}), "unknown top-level field \"extra\""),
+            (json!({"steps": [{"activity": "x"}]}), "no \"name\""),
+            (json!({"steps": [{"name": "a b", "activity": "x"}]}), "not a valid step name"),
+            (json!({"steps": [{"name": "input", "activity": "x"}]}), "reserved"),
+            (json!({"steps": [{"name": "a"}]}), "step \"a\": says nothing to do"),
+            (json!({"steps": [{"name": "a", "activity": "x", "sql": "select 1"}]}), "exactly one"),
+            (json!({"steps": [{"name": "a", "activity": "x", "depend_on": ["b"]}]}), "unknown field \"depend_on\""),
+            (json!({"steps": [{"name": "a", "activity": ""}]}), "field \"activity\""),
+            (json!({"steps": [{"name": "a", "activity": 5}]}), "field \"activity\""),
+            (json!({"steps": [{"name": "a", "activity": "x"}, {"name": "a", "activity": "y"}]}), "unique"),
+            (json!({"steps": [{"name": "a", "activity": "x", "depends_on": ["zz"]}]}), "\"zz\", which is not a step"),
+            (json!({"steps": [{"name": "a", "activity": "x", "depends_on": ["a"]}]}), "depends on itself"),
+            (json!({"steps": [{"name": "a", "activity": "x", "depends_on": "b"}]}), "field \"depends_on\""),
+            (json!({"steps": [{"name": "a", "activity": "x", "depends_on": ["b"]}, {"name": "b", "activity": "y", "depends_on": ["a"]}]}), "cycle"),
+            (json!({"steps": [{"name": "a", "activity": "x", "map": "b"}, {"name": "b", "activity": "y"}]}), "also be listed in depends_on"),
+            (json!({"steps": [{"name": "a", "activity": "x", "max_concurrency": 2}]}), "only applies"),
+            (json!({"steps": [{"name": "a", "activity": "x", "timeout": "soon"}]}), "field \"timeout\""),
+            (json!({"steps": [{"name": "a", "activity": "x", "timeout": -1}]}), "field \"timeout\""),
+            (json!({"steps": [{"name": "a", "sleep": "1000000 weeks"}]}), "100 years"),
+            (json!({"steps": [{"name": "a", "sleep": {"at": 1}}]}), "field \"sleep\""),
+            (json!({"steps": [{"name": "a", "activity": "x", "retry": {"max_attempts": -1}}]}), "retry.max_attempts"),
+            (json!({"steps": [{"name": "a", "activity": "x", "priority": 1.5}]}), "field \"priority\""),
+            (json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"b": "undo"}}), "step \"b\""),
+            (json!({"steps": [{"name": "a", "activity": "x"}], "timeout": "never"}), "field \"timeout\""),
+        ];
+        for (def, expected) in cases {
+            let message = err(def.clone());
+            assert!(message.contains(expected), "{def}: got {message:?}, expected it to contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn limits_step_count() {
+        let steps: Vec<Value> = (0..MAX_STEPS + 1).map(|i| json!({"name": format!("s{i}"), "activity": "x"})).collect();
+        assert!(err(json!({ "steps": steps })).contains("at most"));
+    }
+}

@@ -1,0 +1,90 @@
+-- pg_workflow schema (DESIGN §1). Status values are text with CHECK constraints rather
+-- than enums so that later versions can add states with a plain ALTER.
+
+CREATE TABLE workflow_definition (
+    name        text        NOT NULL,
+    version     int         NOT NULL CHECK (version > 0),
+    definition  jsonb       NOT NULL,
+    owner       regrole     NOT NULL DEFAULT current_user::regrole,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, version)
+);
+
+CREATE TABLE workflow_execution (
+    id                 uuid        PRIMARY KEY,
+    workflow_type      text        NOT NULL,
+    definition_version int,
+    idempotency_key    text,
+    status             text        NOT NULL
+        CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    input              jsonb       NOT NULL DEFAULT '{}',
+    output             jsonb,
+    error              jsonb,
+    parent_id          uuid        REFERENCES workflow_execution (id) ON DELETE CASCADE,
+    parent_step        text,
+    tenant_id          text,
+    owner              regrole     NOT NULL DEFAULT current_user::regrole,
+    -- defaults for the execution's activities
+    queue              text        NOT NULL DEFAULT 'default',
+    priority           int         NOT NULL DEFAULT 0,
+    labels             jsonb       NOT NULL DEFAULT '{}',
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    -- for a pending execution: when it is due to start
+    started_at         timestamptz,
+    finished_at        timestamptz,
+    deadline           timestamptz,
+    CONSTRAINT workflow_execution_idempotency UNIQUE (workflow_type, idempotency_key)
+) WITH (fillfactor = 90);
+
+CREATE INDEX workflow_execution_pending ON workflow_execution (started_at) WHERE status = 'pending';
+CREATE INDEX workflow_execution_parent ON workflow_execution (parent_id) WHERE parent_id IS NOT NULL;
+
+CREATE TABLE workflow_activity (
+    id               uuid        PRIMARY KEY,
+    execution_id     uuid        NOT NULL REFERENCES workflow_execution (id) ON DELETE CASCADE,
+    step_key         text        NOT NULL,
+    kind             text        NOT NULL CHECK (kind IN ('task', 'sql', 'sleep', 'signal', 'workflow')),
+    activity_type    text,
+    queue            text        NOT NULL DEFAULT 'default',
+    status           text        NOT NULL
+        CHECK (status IN ('scheduled', 'running', 'waiting', 'completed', 'failed', 'cancelled', 'skipped')),
+    input            jsonb       NOT NULL DEFAULT '{}',
+    output           jsonb,
+    error            jsonb,
+    attempt          int         NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+    max_attempts     int         NOT NULL DEFAULT 3 CHECK (max_attempts >= 0),
+    retry            jsonb       NOT NULL DEFAULT '{}',
+    priority         int         NOT NULL DEFAULT 0,
+    scheduled_at     timestamptz NOT NULL DEFAULT now(),
+    -- claim bookkeeping: deliberately in no index, so heartbeats are HOT updates
+    lease_expires_at timestamptz,
+    worker_id        text,
+    heartbeat_at     timestamptz,
+    heartbeat        jsonb,
+    cancel_requested boolean     NOT NULL DEFAULT false,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    CONSTRAINT workflow_activity_step UNIQUE (execution_id, step_key)
+) WITH (fillfactor = 80);
+
+-- Exactly the claim's WHERE and ORDER BY (see engine/claim.rs).
+CREATE INDEX workflow_activity_claim ON workflow_activity (queue, priority DESC, scheduled_at)
+    WHERE status = 'scheduled' AND kind = 'task';
+-- Running activities, for lease expiry; bounded by the number of busy workers.
+CREATE INDEX workflow_activity_running ON workflow_activity (started_at) WHERE status = 'running';
+
+CREATE TABLE workflow_signal (
+    id              uuid        PRIMARY KEY,
+    execution_id    uuid        NOT NULL REFERENCES workflow_execution (id) ON DELETE CASCADE,
+    name            text        NOT NULL,
+    payload         jsonb       NOT NULL DEFAULT 'null',
+    idempotency_key text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    consumed_at     timestamptz,
+    consumed_by     text,
+    CONSTRAINT workflow_signal_idempotency UNIQUE (execution_id, idempotency_key)
+);
+
+CREATE INDEX workflow_signal_unconsumed ON workflow_signal (execution_id, name, created_at)
+    WHERE consumed_at IS NULL;
