@@ -1,0 +1,27 @@
+# pg_workflow — the two commands of the README, and a few for development.
+#   make run    install what is missing, build, install, start a throwaway Postgres
+#               with pg_workflow preloaded and run a demo workflow end to end
+#   make test   install what is missing and run every test
+
+.PHONY: run test deps install stop clean
+
+run: deps
+	scripts/install.sh
+	scripts/demo.sh
+
+test:
+	scripts/test.sh
+
+deps:
+	scripts/deps.sh
+
+install: deps
+	scripts/install.sh
+
+# Stops the demo cluster started by `make run`.
+stop:
+	scripts/cluster.sh stop /tmp/pg_workflow-demo/cluster
+
+clean: stop
+	cargo clean
+	rm -rf /tmp/pg_workflow-demo /tmp/pg_workflow-test

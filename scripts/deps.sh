@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what `make run` and `make test` need on Debian bookworm, and quickly skips
+# what is already there. Works as root and as a user with sudo.
+set -euo pipefail
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+
+missing=()
+for pkg in postgresql-15 postgresql-server-dev-15 libclang-dev build-essential pkg-config sudo; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "cargo is missing: install Rust (https://rustup.rs) and run this again" >&2
+    exit 1
+fi
+if ! cargo pgrx --version 2>/dev/null | grep -q "0.18.1"; then
+    echo "==> installing cargo-pgrx 0.18.1 (takes a few minutes, once)"
+    cargo install cargo-pgrx --version 0.18.1 --locked
+fi
+PG_CONFIG=$(scripts/pg_config.sh)
+if ! grep -qs "^pg15" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    echo "==> cargo pgrx init --pg15 $PG_CONFIG"
+    cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+fi

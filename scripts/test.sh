@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make test`: every test of the project, from a clean clone.
+#   1. the model's unit tests and the in-backend #[pg_test]s (cargo pgrx test);
+#   2. pg_regress files: the plain-SQL contract, against a throwaway cluster;
+#   3. client-level tests: several real connections against that cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+work=${PGWORKFLOW_TEST_DIR:-/tmp/pg_workflow-test}
+port=${PGWORKFLOW_TEST_PORT:-28816}
+mkdir -p "$work"
+
+echo "==> unit and in-backend tests (cargo pgrx test)"
+runas=()
+if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$work/pgrx-data"; chown postgres: "$work/pgrx-data"
+    runas=(--runas postgres --pgdata "$work/pgrx-data")
+fi
+cargo pgrx test pg15 "${runas[@]}"
+
+echo "==> installing the extension and starting a throwaway cluster on port $port"
+scripts/install.sh
+scripts/cluster.sh start "$work/cluster" "$port" "fsync = off"
+trap 'scripts/cluster.sh stop "$work/cluster"' EXIT
+
+echo "==> pg_regress (tests/pg_regress)"
+regress="$("$(scripts/pg_config.sh)" --pkglibdir)/pgxs/src/test/regress/pg_regress"
+rm -rf "$work/regress"; mkdir -p "$work/regress"
+[ "$(id -u)" = 0 ] && chown postgres: "$work/regress"
+tests=$(sed -n 's/^test: //p' tests/pg_regress/schedule | tr '\n' ' ')
+if ! "$regress" --host=127.0.0.1 --port="$port" --user=postgres \
+        --inputdir=tests/pg_regress --outputdir="$work/regress" --dbname=pg_workflow_regress $tests; then
+    cat "$work/regress/regression.diffs" 2>/dev/null | head -200
+    exit 1
+fi
+
+echo "==> client-level tests (tests/client)"
+PGWORKFLOW_TEST_URL="host=127.0.0.1 port=$port user=postgres" \
+    cargo test --manifest-path tests/client/Cargo.toml -- --test-threads=1
