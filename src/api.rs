@@ -2,7 +2,8 @@
 //! argument, NULLs included, to the engine. Arguments are `Option` so that a NULL gets
 //! a 22023 naming the argument instead of a silent NULL result from a STRICT function.
 
-use crate::engine::{activity, claim, definitions, dispatch, execution, status};
+use crate::engine::execution::ClientOutcome;
+use crate::engine::{activity, claim, client_driven, definitions, dispatch, execution, signal, status};
 use crate::error::OrRaise;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -100,4 +101,62 @@ fn workflow_status(execution_id: Option<Uuid>) -> JsonB {
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_dispatch(max_items: default!(Option<i32>, 1000)) -> i32 {
     Spi::connect_mut(|c| dispatch::dispatch(c, max_items)).or_raise()
+}
+
+/// Sends a signal; buffered until a step waits for it. The same idempotency key again is a no-op.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_signal(
+    execution_id: Option<Uuid>,
+    name: Option<&str>,
+    payload: default!(Option<JsonB>, "'null'"),
+    idempotency_key: default!(Option<&str>, "NULL"),
+) -> Uuid {
+    Spi::connect_mut(|c| signal::send(c, execution_id, name, json(payload), idempotency_key)).or_raise()
+}
+
+/// Cancels an execution and its children; false if it had already finished.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_cancel(execution_id: Option<Uuid>, reason: default!(Option<&str>, "NULL")) -> bool {
+    Spi::connect_mut(|c| execution::cancel(c, execution_id, reason)).or_raise()
+}
+
+/// Resumes a failed or cancelled execution, reusing every completed step.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_retry(execution_id: Option<Uuid>) -> bool {
+    Spi::connect_mut(|c| execution::resume(c, execution_id)).or_raise()
+}
+
+/// Schedules a step of a client-driven execution; idempotent per step_key.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_schedule_activity(
+    execution_id: Option<Uuid>,
+    step_key: Option<&str>,
+    activity_type: Option<&str>,
+    input: default!(Option<JsonB>, "'{}'"),
+    options: default!(Option<JsonB>, "'{}'"),
+) -> Uuid {
+    Spi::connect_mut(|c| {
+        client_driven::schedule_activity(c, execution_id, step_key, activity_type, json(input), json(options))
+    })
+    .or_raise()
+}
+
+/// Completes a client-driven execution; false if it was already completed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_complete(execution_id: Option<Uuid>, output: default!(Option<JsonB>, "'null'")) -> bool {
+    let output = json(output).unwrap_or(Value::Null);
+    Spi::connect_mut(|c| execution::finish_client_driven(c, execution_id, ClientOutcome::Complete(output))).or_raise()
+}
+
+/// Fails a client-driven execution; false if it had already failed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_fail(execution_id: Option<Uuid>, error: Option<JsonB>) -> bool {
+    let error = json(error).unwrap_or(Value::Null);
+    Spi::connect_mut(|c| execution::finish_client_driven(c, execution_id, ClientOutcome::Fail(error))).or_raise()
+}
+
+/// A new UUIDv7 (time-ordered); the engine's ids, usable as a column default.
+#[pg_extern(volatile, parallel_safe)]
+fn workflow_uuidv7() -> Uuid {
+    crate::engine::new_id()
 }

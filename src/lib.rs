@@ -13,9 +13,15 @@ use pgrx::prelude::*;
 pub mod api;
 pub mod engine;
 pub mod error;
+pub mod gucs;
 pub mod model;
 
-extension_sql_file!("schema.sql", name = "schema", bootstrap);
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::register();
+}
+
+extension_sql_file!("schema.sql", name = "schema", requires = [workflow_uuidv7]);
 
 // Nothing is granted to PUBLIC (DESIGN §6): Postgres grants EXECUTE on new functions to
 // PUBLIC by default, so take it back from every function of this extension.
@@ -46,6 +52,7 @@ $$;
 #[pg_schema]
 mod tests {
     include!("../pgrx-tests/engine.rs");
+    include!("../pgrx-tests/semantics.rs");
 }
 
 /// Required by `cargo pgrx test`.

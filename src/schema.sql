@@ -33,11 +33,19 @@ CREATE TABLE workflow_execution (
     started_at         timestamptz,
     finished_at        timestamptz,
     deadline           timestamptz,
+    -- client-driven executions: set when something they wait for finished, cleared when
+    -- the client acts on the execution again
+    ready_at           timestamptz,
+    -- saga: NULL when nothing needs compensating
+    compensation       text        CHECK (compensation IN ('running', 'completed', 'failed')),
     CONSTRAINT workflow_execution_idempotency UNIQUE (workflow_type, idempotency_key)
 ) WITH (fillfactor = 90);
 
 CREATE INDEX workflow_execution_pending ON workflow_execution (started_at) WHERE status = 'pending';
 CREATE INDEX workflow_execution_parent ON workflow_execution (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX workflow_execution_deadline ON workflow_execution (deadline)
+    WHERE status = 'running' AND deadline IS NOT NULL;
+CREATE INDEX workflow_execution_ready ON workflow_execution (ready_at) WHERE ready_at IS NOT NULL;
 
 CREATE TABLE workflow_activity (
     id               uuid        PRIMARY KEY,
@@ -55,7 +63,13 @@ CREATE TABLE workflow_activity (
     max_attempts     int         NOT NULL DEFAULT 3 CHECK (max_attempts >= 0),
     retry            jsonb       NOT NULL DEFAULT '{}',
     priority         int         NOT NULL DEFAULT 0,
+    -- when it becomes claimable; for a waiting sleep or signal step, when it is due
     scheduled_at     timestamptz NOT NULL DEFAULT now(),
+    -- timeouts (DESIGN §4): start-to-close and heartbeat bound every lease; a step past
+    -- expires_at (schedule-to-close) fails for good
+    start_to_close    interval,
+    heartbeat_timeout interval,
+    expires_at        timestamptz,
     -- claim bookkeeping: deliberately in no index, so heartbeats are HOT updates
     lease_expires_at timestamptz,
     worker_id        text,
@@ -73,6 +87,11 @@ CREATE INDEX workflow_activity_claim ON workflow_activity (queue, priority DESC,
     WHERE status = 'scheduled' AND kind = 'task';
 -- Running activities, for lease expiry; bounded by the number of busy workers.
 CREATE INDEX workflow_activity_running ON workflow_activity (started_at) WHERE status = 'running';
+-- Sleeps and signal waits, by due time.
+CREATE INDEX workflow_activity_waiting ON workflow_activity (scheduled_at) WHERE status = 'waiting';
+-- Schedule-to-close deadlines.
+CREATE INDEX workflow_activity_expiring ON workflow_activity (expires_at)
+    WHERE expires_at IS NOT NULL AND status IN ('scheduled', 'running');
 
 CREATE TABLE workflow_signal (
     id              uuid        PRIMARY KEY,

@@ -1,15 +1,16 @@
-//! Transitions of one activity: complete, fail (with retry policy), heartbeat.
+//! Transitions of one activity: complete, fail (with retry policy), heartbeat, and the
+//! timer-driven ones (a sleep or signal wait falling due, a lease or deadline passing).
 //!
 //! Completion and failure are fenced by `attempt`, the number of claims so far: a worker
 //! whose lease expired and whose activity was claimed again cannot overwrite the new
 //! attempt's outcome.
 
-use pgrx::pg_sys::BuiltinOid::*;
 use super::execution::{self, Execution};
 use super::plan::{run, Statement};
-use super::{advance, arg};
+use super::{advance, arg, compensation, limits};
 use crate::error::{Result, WorkflowError};
 use crate::model::retry::{Decision, RetryPolicy};
+use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Uuid};
 use serde_json::{json, Value};
@@ -19,7 +20,8 @@ static EXECUTION_OF: Statement = Statement {
     args: &[UUIDOID],
 };
 static LOCK: Statement = Statement {
-    sql: "SELECT status, attempt, step_key, kind, retry, coalesce(lease_expires_at < now(), false) \
+    sql: "SELECT status, attempt, step_key, kind, retry, coalesce(lease_expires_at < now(), false), \
+                 scheduled_at <= now(), coalesce(expires_at < now(), false) \
           FROM @extschema@.workflow_activity WHERE id = $1 FOR UPDATE",
     args: &[UUIDOID],
 };
@@ -36,16 +38,27 @@ static RETRY: Statement = Statement {
           WHERE id = $1",
     args: &[UUIDOID, JSONBOID, INT8OID],
 };
+// A wait that timed out and may retry waits again: after the backoff, for its timeout.
+static REWAIT: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_activity \
+          SET error = $2, attempt = attempt + 1, \
+              scheduled_at = now() + $3::float8 * interval '1 microsecond' + coalesce(start_to_close, interval '0') \
+          WHERE id = $1",
+    args: &[UUIDOID, JSONBOID, INT8OID],
+};
 static FAIL: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_activity \
           SET status = 'failed', error = $2, finished_at = now(), lease_expires_at = NULL \
           WHERE id = $1",
     args: &[UUIDOID, JSONBOID],
 };
-// Each heartbeat extends the lease by the length it was granted for.
+// Each heartbeat extends the lease by heartbeat_timeout, or else by the length it was
+// granted for, never past start-to-close or schedule-to-close.
 static HEARTBEAT: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_activity \
-          SET lease_expires_at = now() + (lease_expires_at - coalesce(heartbeat_at, started_at)), \
+          SET lease_expires_at = least( \
+                now() + coalesce(heartbeat_timeout, lease_expires_at - coalesce(heartbeat_at, started_at)), \
+                coalesce(started_at + start_to_close, 'infinity'), coalesce(expires_at, 'infinity')), \
               heartbeat_at = now(), heartbeat = coalesce($3, heartbeat) \
           WHERE id = $1 AND status = 'running' AND ($2::int4 IS NULL OR attempt = $2) \
           RETURNING cancel_requested",
@@ -65,6 +78,8 @@ struct Locked {
     kind: String,
     retry: Value,
     lease_expired: bool,
+    due: bool,
+    expired: bool,
 }
 
 fn required_id(field: &str, id: Option<Uuid>) -> Result<Uuid> {
@@ -90,6 +105,8 @@ fn lock(client: &mut SpiClient<'_>, id: Uuid) -> Result<(Execution, Locked)> {
         kind: row.get(4)?.unwrap_or_default(),
         retry: row.get::<JsonB>(5)?.map(|j| j.0).unwrap_or(Value::Null),
         lease_expired: row.get(6)?.unwrap_or(false),
+        due: row.get(7)?.unwrap_or(false),
+        expired: row.get(8)?.unwrap_or(false),
     };
     Ok((exec, act))
 }
@@ -97,7 +114,7 @@ fn lock(client: &mut SpiClient<'_>, id: Uuid) -> Result<(Execution, Locked)> {
 /// Rejects a call from a worker whose claim is no longer the current one.
 fn fence(exec: &Execution, act: &Locked, attempt: Option<i32>, verb: &str) -> Result<()> {
     let who = format!("activity {} (step \"{}\" of execution {})", act.id, act.step_key, exec.id);
-    if act.kind != "task" {
+    if act.kind != "task" || act.status == "waiting" {
         return Err(WorkflowError::conflict(format!(
             "cannot {verb} {who}: it is a {} step, which the engine finishes by itself",
             act.kind
@@ -114,17 +131,33 @@ fn fence(exec: &Execution, act: &Locked, attempt: Option<i32>, verb: &str) -> Re
     }
 }
 
+/// Marks a locked activity completed (no checks; the caller decided).
+pub fn mark_completed(client: &mut SpiClient<'_>, id: Uuid, output: Value) -> Result<()> {
+    run(client, &COMPLETE, &[arg(id), arg(JsonB(output))])?;
+    Ok(())
+}
+
+/// What a step's completion or final failure means beyond its own row.
+fn after_step(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str) -> Result<()> {
+    if compensation::is_compensation(step_key) {
+        compensation::next(client, exec)
+    } else {
+        advance::advance(client, exec)
+    }
+}
+
 /// `workflow_complete_activity`: true if this call completed it, false if it was
 /// already completed or cancelled (a repeated or late call changes nothing).
 pub fn complete(client: &mut SpiClient<'_>, id: Option<Uuid>, output: Value, attempt: Option<i32>) -> Result<bool> {
     let id = required_id("activity_id", id)?;
+    limits::check_payload("output", &output)?;
     let (exec, act) = lock(client, id)?;
     if act.status == "completed" || act.status == "cancelled" {
         return Ok(false);
     }
     fence(&exec, &act, attempt, "complete")?;
-    run(client, &COMPLETE, &[arg(id), arg(JsonB(output))])?;
-    advance::advance(client, &exec)?;
+    mark_completed(client, id, output)?;
+    after_step(client, &exec, &act.step_key)?;
     Ok(true)
 }
 
@@ -157,20 +190,41 @@ impl Outcome {
     }
 }
 
+/// Fails a step for good: its row, and then its execution (declared), its saga
+/// (compensation steps) or nothing but a wake-up (client-driven: the client decides).
+pub fn fail_for_good(client: &mut SpiClient<'_>, exec: &Execution, id: Uuid, step_key: &str, error: Value) -> Result<()> {
+    run(client, &FAIL, &[arg(id), arg(JsonB(error.clone()))])?;
+    if compensation::is_compensation(step_key) {
+        compensation::failed(client, exec)
+    } else if exec.definition.is_none() {
+        advance::advance(client, exec)
+    } else if exec.status == "running" {
+        execution::fail(client, exec, step_key, &error)
+    } else {
+        Ok(())
+    }
+}
+
 fn apply_failure(client: &mut SpiClient<'_>, exec: &Execution, act: &Locked, error: Value, retryable: bool) -> Result<Outcome> {
     // Policies are validated at define time; an unreadable one falls back to the default.
-    let policy = RetryPolicy::from_json(&act.retry, "retry").unwrap_or_default();
+    let mut policy = RetryPolicy::from_json(&act.retry, "retry").unwrap_or_default();
+    let waits = act.status == "waiting";
+    if waits && act.retry.as_object().is_none_or(|o| o.is_empty()) {
+        policy.max_attempts = 1;
+    }
     let error_type = error.get("type").and_then(Value::as_str);
-    match policy.decide(act.attempt, error_type, retryable, super::unit_random()) {
+    // Failing an activity nobody claimed yet still uses up its first attempt.
+    match policy.decide(act.attempt.max(1), error_type, retryable, super::unit_random()) {
+        Decision::RetryAfter(delay) if waits => {
+            run(client, &REWAIT, &[arg(act.id), arg(JsonB(error)), arg(delay)])?;
+            Ok(Outcome::Retrying)
+        }
         Decision::RetryAfter(delay) => {
             run(client, &RETRY, &[arg(act.id), arg(JsonB(error)), arg(delay)])?;
             Ok(Outcome::Retrying)
         }
         Decision::Fail => {
-            run(client, &FAIL, &[arg(act.id), arg(JsonB(error.clone()))])?;
-            if exec.status == "running" {
-                execution::fail(client, exec, &act.step_key, &error)?;
-            }
+            fail_for_good(client, exec, act.id, &act.step_key, error)?;
             Ok(Outcome::Failed)
         }
     }
@@ -186,6 +240,7 @@ pub fn fail(
 ) -> Result<Outcome> {
     let id = required_id("activity_id", id)?;
     let error = normalize_error(error.unwrap_or(Value::Null));
+    limits::check_payload("error", &error)?;
     let (exec, act) = lock(client, id)?;
     if act.status == "cancelled" {
         return Ok(Outcome::Cancelled);
@@ -203,15 +258,50 @@ pub fn expire_lease(client: &mut SpiClient<'_>, id: Uuid, attempt: i32) -> Resul
     }
     let error = json!({
         "type": "Timeout",
-        "message": format!("lease of attempt {attempt} expired before the worker completed, failed or heartbeat it"),
+        "message": format!("attempt {attempt} timed out: its lease expired before the worker completed, failed or heartbeat it"),
     });
     apply_failure(client, &exec, &act, error, true)?;
+    Ok(true)
+}
+
+/// Fails for good a step past its schedule-to-close deadline. True if it did.
+pub fn expire_schedule_to_close(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
+    let (exec, act) = lock(client, id)?;
+    if !matches!(act.status.as_str(), "scheduled" | "running") || !act.expired {
+        return Ok(false);
+    }
+    let error = json!({"type": "Timeout", "message": format!("step \"{}\" passed its schedule_to_close deadline", act.step_key)});
+    fail_for_good(client, &exec, id, &act.step_key, error)?;
+    Ok(true)
+}
+
+/// A sleep or a signal wait whose time has come: the sleep completes, the signal wait
+/// times out (type `Timeout`, retried only by an explicit policy). True if it moved.
+pub fn fire_due_wait(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
+    let (exec, act) = lock(client, id)?;
+    if act.status != "waiting" || !act.due {
+        return Ok(false);
+    }
+    match act.kind.as_str() {
+        "sleep" => {
+            mark_completed(client, id, Value::Null)?;
+            advance::advance(client, &exec)?;
+        }
+        _ => {
+            let what = if act.kind == "signal" { "signal" } else { "child workflow" };
+            let error = json!({"type": "Timeout", "message": format!("step \"{}\" timed out waiting for its {what}", act.step_key)});
+            apply_failure(client, &exec, &act, error, true)?;
+        }
+    }
     Ok(true)
 }
 
 /// `workflow_heartbeat`: extends the lease; true when cancellation was requested.
 pub fn heartbeat(client: &mut SpiClient<'_>, id: Option<Uuid>, attempt: Option<i32>, details: Option<Value>) -> Result<bool> {
     let id = required_id("activity_id", id)?;
+    if let Some(d) = &details {
+        limits::check_payload("details", d)?;
+    }
     let rows = run(client, &HEARTBEAT, &[arg(id), arg(attempt), arg(details.map(JsonB))])?;
     if let Some(row) = rows.into_iter().next() {
         return Ok(row.get::<bool>(1)?.unwrap_or(false));

@@ -10,6 +10,8 @@ use pgrx::{JsonB, Uuid};
 
 pub const MAX_BATCH: i32 = 10_000;
 
+// The lease is the shortest of the worker's lease, the step's start-to-close timeout,
+// its heartbeat timeout and its schedule-to-close deadline: every timeout is a lease.
 // Served by the partial index workflow_activity_claim (queue, priority DESC,
 // scheduled_at) WHERE status = 'scheduled' AND kind = 'task'.
 static CLAIM: Statement = Statement {
@@ -22,7 +24,9 @@ static CLAIM: Statement = Statement {
             FOR UPDATE SKIP LOCKED) \
           UPDATE @extschema@.workflow_activity a \
           SET status = 'running', attempt = a.attempt + 1, worker_id = $2, started_at = now(), \
-              lease_expires_at = now() + $4, heartbeat_at = NULL, heartbeat = NULL \
+              lease_expires_at = least(now() + $4, now() + coalesce(a.start_to_close, $4), \
+                                       now() + coalesce(a.heartbeat_timeout, $4), coalesce(a.expires_at, 'infinity')), \
+              heartbeat_at = NULL, heartbeat = NULL \
           FROM picked, @extschema@.workflow_execution e \
           WHERE a.id = picked.id AND e.id = a.execution_id \
           RETURNING a.id, a.execution_id, e.workflow_type, a.step_key, a.activity_type, a.input, a.attempt, \

@@ -63,19 +63,17 @@ pub fn check_type_name(field: &str, name: Option<&str>) -> Result<String> {
 /// Kinds the engine can run at this version; the validator accepts all of DESIGN §2.
 fn check_supported(def: &Definition) -> Result<()> {
     for step in &def.steps {
-        let supported = matches!(step.kind, StepKind::Task { .. }) && step.map.is_none();
-        if !supported {
-            let what = if step.map.is_some() { "map".to_owned() } else { format!("{} step", step.kind.name()) };
+        let unsupported = match (&step.kind, &step.map) {
+            (StepKind::Sql { .. }, _) => Some("an sql step"),
+            (StepKind::Task { .. }, _) | (_, None) => None,
+            (_, Some(_)) => Some("map over a non-activity step"),
+        };
+        if let Some(what) = unsupported {
             return Err(WorkflowError::unsupported(format!(
                 "step \"{}\": {what} is valid but not supported by this version of pg_workflow yet",
                 step.name
             )));
         }
-    }
-    if !def.compensate.is_empty() {
-        return Err(WorkflowError::unsupported(
-            "\"compensate\" is valid but not supported by this version of pg_workflow yet",
-        ));
     }
     Ok(())
 }

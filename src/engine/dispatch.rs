@@ -2,12 +2,13 @@
 //! runs where it is not preloaded. Retries need no promotion: a `scheduled` row with a
 //! future `scheduled_at` simply becomes claimable when its time comes.
 
-use pgrx::pg_sys::BuiltinOid::*;
 use super::plan::{run, Statement};
 use super::{activity, arg, execution};
 use crate::error::{Result, WorkflowError};
+use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
-use pgrx::{Uuid};
+use pgrx::Uuid;
+use serde_json::json;
 
 // Candidates are read without locks; each is re-checked under the engine's lock order.
 static EXPIRED_LEASES: Statement = Statement {
@@ -15,12 +16,41 @@ static EXPIRED_LEASES: Statement = Statement {
           WHERE status = 'running' AND lease_expires_at < now() ORDER BY started_at LIMIT $1",
     args: &[INT4OID],
 };
-static DUE_STARTS: Statement = Statement {
-    sql: "SELECT id FROM @extschema@.workflow_execution \
-          WHERE status = 'pending' AND started_at <= now() ORDER BY started_at LIMIT $1 \
-          FOR UPDATE SKIP LOCKED",
+static DUE_WAITS: Statement = Statement {
+    sql: "SELECT id FROM @extschema@.workflow_activity \
+          WHERE status = 'waiting' AND scheduled_at <= now() ORDER BY scheduled_at LIMIT $1",
     args: &[INT4OID],
 };
+static EXPIRED_STEPS: Statement = Statement {
+    sql: "SELECT id FROM @extschema@.workflow_activity \
+          WHERE expires_at < now() AND status IN ('scheduled', 'running') ORDER BY expires_at LIMIT $1",
+    args: &[INT4OID],
+};
+static PAST_DEADLINE: Statement = Statement {
+    sql: "SELECT id FROM @extschema@.workflow_execution \
+          WHERE status = 'running' AND deadline < now() ORDER BY deadline LIMIT $1",
+    args: &[INT4OID],
+};
+static DUE_STARTS: Statement = Statement {
+    sql: "SELECT id FROM @extschema@.workflow_execution \
+          WHERE status = 'pending' AND started_at <= now() ORDER BY started_at LIMIT $1",
+    args: &[INT4OID],
+};
+
+fn ids(client: &mut SpiClient<'_>, stmt: &'static Statement, limit: i32) -> Result<Vec<Uuid>> {
+    Ok(run(client, stmt, &[arg(limit)])?.into_iter().filter_map(|r| r.get::<Uuid>(1).ok().flatten()).collect())
+}
+
+/// Fails a running execution whose workflow timeout has passed. True if it did.
+fn time_out_execution(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
+    let exec = execution::lock(client, id)?;
+    if exec.status != "running" {
+        return Ok(false);
+    }
+    let error = json!({"type": "Timeout", "message": format!("execution {id} passed its workflow timeout")});
+    execution::close(client, &exec, "failed", error)?;
+    Ok(true)
+}
 
 /// Runs one pass over at most `max_items` items of each kind; returns how many moved.
 pub fn dispatch(client: &mut SpiClient<'_>, max_items: Option<i32>) -> Result<i32> {
@@ -29,25 +59,24 @@ pub fn dispatch(client: &mut SpiClient<'_>, max_items: Option<i32>) -> Result<i3
         return Err(WorkflowError::invalid(format!("max_items must be at least 1, got {max_items}")));
     }
     let mut moved = 0;
-
     let expired: Vec<(Uuid, i32)> = run(client, &EXPIRED_LEASES, &[arg(max_items)])?
         .into_iter()
         .filter_map(|r| Some((r.get::<Uuid>(1).ok()??, r.get::<i32>(2).ok()??)))
         .collect();
     for (id, attempt) in expired {
-        if activity::expire_lease(client, id, attempt)? {
-            moved += 1;
-        }
+        moved += activity::expire_lease(client, id, attempt)? as i32;
     }
-
-    let due: Vec<Uuid> = run(client, &DUE_STARTS, &[arg(max_items)])?
-        .into_iter()
-        .filter_map(|r| r.get::<Uuid>(1).ok().flatten())
-        .collect();
-    for id in due {
-        if execution::start_pending(client, id)? {
-            moved += 1;
-        }
+    for id in ids(client, &EXPIRED_STEPS, max_items)? {
+        moved += activity::expire_schedule_to_close(client, id)? as i32;
+    }
+    for id in ids(client, &DUE_WAITS, max_items)? {
+        moved += activity::fire_due_wait(client, id)? as i32;
+    }
+    for id in ids(client, &PAST_DEADLINE, max_items)? {
+        moved += time_out_execution(client, id)? as i32;
+    }
+    for id in ids(client, &DUE_STARTS, max_items)? {
+        moved += execution::start_pending(client, id)? as i32;
     }
     Ok(moved)
 }

@@ -1,13 +1,15 @@
-//! Execution-level transitions: start, lock, finish, fail.
+//! Execution-level transitions: start (top-level and child), lock, close (fail or
+//! cancel, cascading to children and starting compensation), resume, and telling a
+//! parent that its child finished.
 
-use pgrx::pg_sys::BuiltinOid::*;
 use super::plan::{run, Statement};
-use super::{advance, arg, definitions};
+use super::{activity, advance, arg, compensation, definitions, limits};
 use crate::error::{Result, WorkflowError};
 use crate::model::definition::Definition;
 use crate::model::options::{parse_start_options, StartOptions};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
+use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::prelude::PgTryBuilder;
 use pgrx::spi::SpiClient;
 use pgrx::{IntoDatum, JsonB, Uuid};
@@ -15,7 +17,7 @@ use serde_json::{json, Value};
 use std::ffi::CString;
 use std::rc::Rc;
 
-/// An execution row locked FOR UPDATE by this transaction.
+/// An execution row as this transaction read it (locked, unless from `read`).
 pub struct Execution {
     pub id: Uuid,
     pub status: String,
@@ -38,29 +40,35 @@ macro_rules! execution_query {
 static LOCK: Statement = Statement { sql: execution_query!(" FOR UPDATE OF e"), args: &[UUIDOID] };
 static READ: Statement = Statement { sql: execution_query!(""), args: &[UUIDOID] };
 
-// A start time in the future makes the execution `pending`; the dispatcher starts it.
+// A start time in the future makes the execution `pending`; dispatch starts it.
 static INSERT: Statement = Statement {
     sql: "WITH t AS (SELECT coalesce($9, now() + $10::float8 * interval '1 microsecond') AS start_at) \
           INSERT INTO @extschema@.workflow_execution \
             (id, workflow_type, definition_version, idempotency_key, status, input, queue, priority, labels, \
-             tenant_id, started_at, deadline) \
+             tenant_id, started_at, deadline, parent_id, parent_step) \
           SELECT $1, $2, $3, $4, CASE WHEN t.start_at > now() THEN 'pending' ELSE 'running' END, $5, $6, $7, $8, \
-                 $11, greatest(t.start_at, now()), greatest(t.start_at, now()) + $12::float8 * interval '1 microsecond' \
+                 $11, greatest(t.start_at, now()), \
+                 greatest(t.start_at, now()) + $12::float8 * interval '1 microsecond', $13, $14 \
           FROM t \
           ON CONFLICT (workflow_type, idempotency_key) DO NOTHING \
           RETURNING status",
     args: &[
         UUIDOID, TEXTOID, INT4OID, TEXTOID, JSONBOID, TEXTOID, INT4OID, JSONBOID, TIMESTAMPTZOID, INT8OID, TEXTOID,
-        INT8OID,
+        INT8OID, UUIDOID, TEXTOID,
     ],
 };
 static EXISTING: Statement = Statement {
     sql: "SELECT id FROM @extschema@.workflow_execution WHERE workflow_type = $1 AND idempotency_key = $2",
     args: &[TEXTOID, TEXTOID],
 };
-static MARK_FAILED: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_execution SET status = 'failed', error = $2, finished_at = now() WHERE id = $1",
-    args: &[UUIDOID, JSONBOID],
+static PARENT_DEFAULTS: Statement = Statement {
+    sql: "SELECT queue, priority, tenant_id FROM @extschema@.workflow_execution WHERE id = $1",
+    args: &[UUIDOID],
+};
+static CLOSE: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_execution SET status = $2, error = $3, output = coalesce($4, output), \
+            finished_at = now(), ready_at = NULL WHERE id = $1",
+    args: &[UUIDOID, TEXTOID, JSONBOID, JSONBOID],
 };
 static CANCEL_OPEN_STEPS: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_activity \
@@ -68,9 +76,34 @@ static CANCEL_OPEN_STEPS: Statement = Statement {
           WHERE execution_id = $1 AND status IN ('scheduled', 'running', 'waiting')",
     args: &[UUIDOID],
 };
+static OPEN_CHILDREN: Statement = Statement {
+    sql: "SELECT id FROM @extschema@.workflow_execution WHERE parent_id = $1 AND status IN ('pending', 'running')",
+    args: &[UUIDOID],
+};
 static START_PENDING: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_execution SET status = 'running', started_at = now() \
           WHERE id = $1 AND status = 'pending'",
+    args: &[UUIDOID],
+};
+static PARENT_OF: Statement = Statement {
+    sql: "SELECT e.parent_id, e.parent_step, e.status, e.output, e.error, a.id \
+          FROM @extschema@.workflow_execution e \
+          JOIN @extschema@.workflow_activity a ON a.execution_id = e.parent_id AND a.step_key = e.parent_step \
+          WHERE e.id = $1 AND a.status = 'waiting'",
+    args: &[UUIDOID],
+};
+// Resume: forget what did not complete, so that advance schedules it afresh.
+static FORGET_UNFINISHED: Statement = Statement {
+    sql: "DELETE FROM @extschema@.workflow_activity \
+          WHERE execution_id = $1 AND (status <> 'completed' OR starts_with(step_key, 'compensate:'))",
+    args: &[UUIDOID],
+};
+static REOPEN: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_execution \
+          SET status = 'running', error = NULL, output = NULL, finished_at = NULL, compensation = NULL, \
+              deadline = CASE WHEN deadline < now() THEN now() + (deadline - started_at) ELSE deadline END, \
+              ready_at = CASE WHEN definition_version IS NULL THEN now() END \
+          WHERE id = $1",
     args: &[UUIDOID],
 };
 
@@ -101,8 +134,12 @@ fn fetch(client: &mut SpiClient<'_>, stmt: &'static Statement, id: Uuid) -> Resu
     Ok(Execution { id, status, workflow_type, definition })
 }
 
+pub fn required_id(id: Option<Uuid>) -> Result<Uuid> {
+    id.ok_or_else(|| WorkflowError::invalid("execution_id must not be NULL; pass the id workflow_start returned"))
+}
+
 /// Parses timestamp text with Postgres' own input function, as a 22023 on failure.
-fn parse_timestamptz(field: &str, text: &str) -> Result<TimestampWithTimeZone> {
+pub fn parse_timestamptz(field: &str, text: &str) -> Result<TimestampWithTimeZone> {
     let bad = || WorkflowError::invalid(format!("{field} \"{text}\" is not a timestamp; write e.g. \"2030-01-01T12:00:00Z\""));
     let c = CString::new(text).map_err(|_| bad())?;
     let parsed = PgTryBuilder::new(|| unsafe {
@@ -116,26 +153,22 @@ fn parse_timestamptz(field: &str, text: &str) -> Result<TimestampWithTimeZone> {
     parsed.ok_or_else(bad)
 }
 
-/// `workflow_start`: creates the execution (or returns the one with the same key) and
-/// schedules its first steps.
-pub fn start(
-    client: &mut SpiClient<'_>,
-    workflow_type: Option<&str>,
-    input: Option<Value>,
-    idempotency_key: Option<&str>,
-    options: Option<Value>,
-) -> Result<Uuid> {
-    let workflow_type = definitions::check_type_name("workflow_type", workflow_type)?;
-    let input = input.unwrap_or_else(|| json!({}));
-    let opts = match options {
-        None => StartOptions::default(),
-        Some(v) => parse_start_options(&v).map_err(WorkflowError::invalid)?,
-    };
+struct NewExecution<'a> {
+    workflow_type: &'a str,
+    input: Value,
+    idempotency_key: Option<&'a str>,
+    opts: StartOptions,
+    parent: Option<(Uuid, &'a str)>,
+}
+
+/// Inserts the execution (or finds the one with the same key) and schedules its first steps.
+fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>) -> Result<Uuid> {
+    let opts = new.opts;
     let start_at = opts.start_at.as_deref().map(|t| parse_timestamptz("options.start_at", t)).transpose()?;
-    let current = definitions::current(client, &workflow_type)?;
+    let current = definitions::current(client, new.workflow_type)?;
     let timeout = match (&current, opts.timeout) {
         (_, Some(t)) => Some(t),
-        (Some((version, stamp)), None) => definitions::load(client, &workflow_type, *version, stamp)?.timeout,
+        (Some((version, stamp)), None) => definitions::load(client, new.workflow_type, *version, stamp)?.timeout,
         (None, None) => None,
     };
     let id = super::new_id();
@@ -144,10 +177,10 @@ pub fn start(
         &INSERT,
         &[
             arg(id),
-            arg(workflow_type.as_str()),
+            arg(new.workflow_type),
             arg(current.as_ref().map(|c| c.0)),
-            arg(idempotency_key),
-            arg(JsonB(input)),
+            arg(new.idempotency_key),
+            arg(JsonB(new.input)),
             arg(opts.queue.as_deref().unwrap_or("default")),
             arg(opts.priority.unwrap_or(0)),
             arg(JsonB(opts.labels.unwrap_or_else(|| json!({})))),
@@ -155,18 +188,21 @@ pub fn start(
             arg(opts.delay.unwrap_or(0)),
             arg(opts.tenant_id.as_deref()),
             arg(timeout),
+            arg(new.parent.map(|p| p.0)),
+            arg(new.parent.map(|p| p.1)),
         ],
     )?;
     let status: Option<String> = match inserted.into_iter().next() {
         Some(row) => row.get(1)?,
         None => {
-            // Same (workflow_type, idempotency_key) as an earlier start: that one wins.
-            let rows = run(client, &EXISTING, &[arg(workflow_type.as_str()), arg(idempotency_key)])?;
+            // Same (workflow_type, idempotency_key) as an earlier start: that one stands.
+            let rows = run(client, &EXISTING, &[arg(new.workflow_type), arg(new.idempotency_key)])?;
             let existing = rows.into_iter().next().and_then(|r| r.get::<Uuid>(1).ok().flatten());
             return existing.ok_or_else(|| {
                 WorkflowError::conflict(format!(
-                    "workflow \"{workflow_type}\" with idempotency key \"{}\" exists but is not visible to this transaction",
-                    idempotency_key.unwrap_or_default()
+                    "workflow \"{}\" with idempotency key \"{}\" exists but is not visible to this transaction",
+                    new.workflow_type,
+                    new.idempotency_key.unwrap_or_default()
                 ))
                 .with_hint("retry in a new transaction (READ COMMITTED)")
             });
@@ -177,6 +213,36 @@ pub fn start(
         advance::advance(client, &exec)?;
     }
     Ok(id)
+}
+
+/// `workflow_start`.
+pub fn start(
+    client: &mut SpiClient<'_>,
+    workflow_type: Option<&str>,
+    input: Option<Value>,
+    idempotency_key: Option<&str>,
+    options: Option<Value>,
+) -> Result<Uuid> {
+    let workflow_type = definitions::check_type_name("workflow_type", workflow_type)?;
+    let input = input.unwrap_or_else(|| json!({}));
+    limits::check_payload("input", &input)?;
+    let opts = match options {
+        None => StartOptions::default(),
+        Some(v) => parse_start_options(&v).map_err(WorkflowError::invalid)?,
+    };
+    create(client, NewExecution { workflow_type: &workflow_type, input, idempotency_key, opts, parent: None })
+}
+
+/// Starts the child execution of a `workflow` step; it inherits queue, priority and tenant.
+pub fn start_child(client: &mut SpiClient<'_>, workflow_type: &str, input: Value, parent: Uuid, step_key: &str) -> Result<Uuid> {
+    let row = run(client, &PARENT_DEFAULTS, &[arg(parent)])?.into_iter().next();
+    let mut opts = StartOptions::default();
+    if let Some(row) = row {
+        opts.queue = row.get(1)?;
+        opts.priority = row.get(2)?;
+        opts.tenant_id = row.get(3)?;
+    }
+    create(client, NewExecution { workflow_type, input, idempotency_key: None, opts, parent: Some((parent, step_key)) })
 }
 
 /// Starts a `pending` execution whose time has come; false if it was not pending.
@@ -191,10 +257,116 @@ pub fn start_pending(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     Ok(true)
 }
 
-/// Fails a locked execution because `step_key` failed for good, and cancels its open steps.
-pub fn fail(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str, error: &Value) -> Result<()> {
-    let error = json!({"step": step_key, "error": error});
-    run(client, &MARK_FAILED, &[arg(exec.id), arg(JsonB(error))])?;
+/// Ends a locked, unfinished execution as `failed` or `cancelled`: cancels its open
+/// steps and its children, starts compensation, and tells its parent.
+pub fn close(client: &mut SpiClient<'_>, exec: &Execution, status: &str, error: Value) -> Result<()> {
+    run(client, &CLOSE, &[arg(exec.id), arg(status), arg(JsonB(error)), arg(None::<JsonB>)])?;
     run(client, &CANCEL_OPEN_STEPS, &[arg(exec.id)])?;
-    Ok(())
+    let children: Vec<Uuid> = run(client, &OPEN_CHILDREN, &[arg(exec.id)])?
+        .into_iter()
+        .filter_map(|r| r.get::<Uuid>(1).ok().flatten())
+        .collect();
+    for child in children {
+        let child = lock(client, child)?;
+        let reason = json!({"type": "Cancelled", "message": format!("parent execution {} was {status}", exec.id)});
+        close(client, &child, "cancelled", reason)?;
+    }
+    let closed = Execution { id: exec.id, status: status.to_owned(), workflow_type: exec.workflow_type.clone(), definition: exec.definition.clone() };
+    compensation::begin(client, &closed)?;
+    notify_parent(client, exec.id)
+}
+
+/// Fails a locked execution because `step_key` failed for good.
+pub fn fail(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str, error: &Value) -> Result<()> {
+    close(client, exec, "failed", json!({"step": step_key, "error": error}))
+}
+
+/// A finished child completes (or fails) the parent's waiting `workflow` step.
+pub fn notify_parent(client: &mut SpiClient<'_>, child: Uuid) -> Result<()> {
+    let Some(row) = run(client, &PARENT_OF, &[arg(child)])?.into_iter().next() else { return Ok(()) };
+    let parent_id: Uuid = row.get(1)?.ok_or_else(|| WorkflowError::internal("child without parent"))?;
+    let step_key: String = row.get(2)?.unwrap_or_default();
+    let status: String = row.get(3)?.unwrap_or_default();
+    let output = row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null);
+    let error = row.get::<JsonB>(5)?.map(|j| j.0).unwrap_or(Value::Null);
+    let step_id: Uuid = row.get(6)?.ok_or_else(|| WorkflowError::internal("parent step without id"))?;
+    let parent = lock(client, parent_id)?;
+    if status == "completed" {
+        activity::mark_completed(client, step_id, output)?;
+        advance::advance(client, &parent)
+    } else {
+        let error = json!({"type": "ChildWorkflowFailed", "child": child.to_string(), "status": status, "error": error});
+        activity::fail_for_good(client, &parent, step_id, &step_key, error)
+    }
+}
+
+/// `workflow_cancel`: true if this call cancelled it, false if it had already finished.
+pub fn cancel(client: &mut SpiClient<'_>, id: Option<Uuid>, reason: Option<&str>) -> Result<bool> {
+    let exec = lock(client, required_id(id)?)?;
+    if !matches!(exec.status.as_str(), "pending" | "running") {
+        return Ok(false);
+    }
+    close(client, &exec, "cancelled", json!({"type": "Cancelled", "message": reason.unwrap_or("cancelled by request")}))?;
+    Ok(true)
+}
+
+/// `workflow_retry`: resumes a failed or cancelled execution, keeping every completed
+/// step and scheduling again only what did not complete. False if there was nothing to resume.
+pub fn resume(client: &mut SpiClient<'_>, id: Option<Uuid>) -> Result<bool> {
+    let exec = lock(client, required_id(id)?)?;
+    match exec.status.as_str() {
+        "failed" | "cancelled" => {}
+        "completed" => {
+            return Err(WorkflowError::conflict(format!("cannot retry execution {}: it completed", exec.id))
+                .with_hint("start a new execution to run it again"))
+        }
+        _ => return Ok(false),
+    }
+    run(client, &FORGET_UNFINISHED, &[arg(exec.id)])?;
+    run(client, &REOPEN, &[arg(exec.id)])?;
+    let exec = Execution { status: "running".into(), ..exec };
+    advance::advance(client, &exec)?;
+    Ok(true)
+}
+
+/// How a client ends its execution.
+pub enum ClientOutcome {
+    Complete(Value),
+    Fail(Value),
+}
+
+/// `workflow_complete` / `workflow_fail` for a client-driven execution: true if this
+/// call ended it, false if it had already ended the same way.
+pub fn finish_client_driven(client: &mut SpiClient<'_>, id: Option<Uuid>, outcome: ClientOutcome) -> Result<bool> {
+    let exec = lock(client, required_id(id)?)?;
+    if exec.definition.is_some() {
+        return Err(WorkflowError::conflict(format!(
+            "execution {} is declared (workflow \"{}\"); it completes by itself when its steps do",
+            exec.id, exec.workflow_type
+        )));
+    }
+    let target = match outcome {
+        ClientOutcome::Complete(_) => "completed",
+        ClientOutcome::Fail(_) => "failed",
+    };
+    match exec.status.as_str() {
+        "running" | "pending" => {}
+        s if s == target => return Ok(false),
+        other => {
+            return Err(WorkflowError::conflict(format!("cannot mark execution {} {target}: it is already {other}", exec.id)))
+        }
+    }
+    match outcome {
+        ClientOutcome::Complete(output) => {
+            limits::check_payload("output", &output)?;
+            run(client, &CLOSE, &[arg(exec.id), arg("completed"), arg(None::<JsonB>), arg(JsonB(output))])?;
+            run(client, &CANCEL_OPEN_STEPS, &[arg(exec.id)])?;
+            notify_parent(client, exec.id)?;
+        }
+        ClientOutcome::Fail(error) => {
+            limits::check_payload("error", &error)?;
+            close(client, &exec, "failed", activity::normalize_error(error))?;
+        }
+    }
+    Ok(true)
 }

@@ -8,11 +8,16 @@
 pub mod activity;
 pub mod advance;
 pub mod claim;
+pub mod client_driven;
+pub mod compensation;
 pub mod definitions;
 pub mod dispatch;
 pub mod execution;
+pub mod limits;
 pub mod plan;
+pub mod signal;
 pub mod status;
+pub mod steps;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::Uuid;

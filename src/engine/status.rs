@@ -16,12 +16,13 @@ static STATUS: Statement = Statement {
             'error', e.error, 'queue', e.queue, 'priority', e.priority, 'labels', e.labels, \
             'tenant_id', e.tenant_id, 'parent_id', e.parent_id, 'parent_step', e.parent_step, \
             'created_at', e.created_at, 'started_at', e.started_at, 'finished_at', e.finished_at, \
-            'deadline', e.deadline, \
+            'deadline', e.deadline, 'ready_at', e.ready_at, 'compensation', e.compensation, \
             'steps', coalesce((SELECT jsonb_agg(jsonb_build_object( \
                 'step_key', a.step_key, 'kind', a.kind, 'activity_type', a.activity_type, 'status', a.status, \
                 'attempt', a.attempt, 'max_attempts', a.max_attempts, 'output', a.output, 'error', a.error, \
                 'worker_id', a.worker_id, 'scheduled_at', a.scheduled_at, 'started_at', a.started_at, \
-                'finished_at', a.finished_at, 'lease_expires_at', a.lease_expires_at) \
+                'finished_at', a.finished_at, 'lease_expires_at', a.lease_expires_at, \
+                'cancel_requested', a.cancel_requested, 'heartbeat', a.heartbeat) \
                 ORDER BY a.created_at, a.step_key) \
               FROM @extschema@.workflow_activity a WHERE a.execution_id = e.id), '[]'::jsonb)) \
           FROM @extschema@.workflow_execution e WHERE e.id = $1",

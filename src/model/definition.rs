@@ -276,6 +276,35 @@ fn parse_step(index: usize, v: &Value) -> Result<Step, DefinitionError> {
     })
 }
 
+/// Fields a client-driven step (`workflow_schedule_activity` options) may carry.
+const CLIENT_FIELDS: &[&str] =
+    &["queue", "priority", "retry", "timeout", "heartbeat_timeout", "schedule_to_close", "sleep", "wait_signal"];
+
+/// Reads the options of a client-driven step: a task of `activity_type`, or, with
+/// `sleep` / `wait_signal` in the options, a timer or a signal wait.
+pub fn parse_client_step(activity_type: Option<&str>, options: &Value) -> Result<Step, String> {
+    let obj = options.as_object().ok_or_else(|| format!("options must be a JSON object, got {}", json_kind(options)))?;
+    if let Some(key) = obj.keys().find(|k| !CLIENT_FIELDS.contains(&k.as_str())) {
+        return Err(format!("options has unknown field \"{key}\"; known fields are {}", CLIENT_FIELDS.join(", ")));
+    }
+    let mut step = obj.clone();
+    step.insert("name".into(), Value::String("client".into()));
+    let waits = obj.contains_key("sleep") || obj.contains_key("wait_signal");
+    match (activity_type, waits) {
+        (Some(t), false) => {
+            step.insert("activity".into(), Value::String(t.to_owned()));
+        }
+        (None, false) => {
+            return Err("activity_type must not be NULL for a task; pass the type workers claim, \
+                        or give options.sleep or options.wait_signal"
+                .into())
+        }
+        (Some(_), true) => return Err("activity_type must be NULL for a sleep or signal wait".into()),
+        (None, true) => {}
+    }
+    parse_step(0, &Value::Object(step)).map_err(|e| e.message.replace("field \"", "options field \""))
+}
+
 /// Validates a definition. Every rejection names the step and the field.
 pub fn parse(value: &Value) -> Result<Definition, DefinitionError> {
     let top = match value.as_object() {

@@ -1,0 +1,100 @@
+//! Signals (DESIGN §1): buffered messages to an execution, each consumed once, oldest
+//! first, by the first step that waits for its name — whether it came before or after
+//! the step began waiting.
+
+use super::execution;
+use super::plan::{run, Statement};
+use super::{activity, advance, arg};
+use crate::error::{Result, WorkflowError};
+use pgrx::pg_sys::BuiltinOid::*;
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
+use serde_json::Value;
+
+static INSERT: Statement = Statement {
+    sql: "INSERT INTO @extschema@.workflow_signal (id, execution_id, name, payload, idempotency_key) \
+          VALUES ($1, $2, $3, $4, $5) \
+          ON CONFLICT (execution_id, idempotency_key) DO NOTHING RETURNING id",
+    args: &[UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID],
+};
+static EXISTING: Statement = Statement {
+    sql: "SELECT id FROM @extschema@.workflow_signal WHERE execution_id = $1 AND idempotency_key = $2",
+    args: &[UUIDOID, TEXTOID],
+};
+static CONSUME: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_signal s SET consumed_at = now(), consumed_by = $3 \
+          WHERE s.id = (SELECT id FROM @extschema@.workflow_signal \
+                        WHERE execution_id = $1 AND name = $2 AND consumed_at IS NULL \
+                        ORDER BY created_at, id LIMIT 1 FOR UPDATE) \
+          RETURNING s.payload",
+    args: &[UUIDOID, TEXTOID, TEXTOID],
+};
+static WAITER: Statement = Statement {
+    sql: "SELECT id, step_key FROM @extschema@.workflow_activity \
+          WHERE execution_id = $1 AND kind = 'signal' AND status = 'waiting' AND activity_type = $2 \
+          ORDER BY created_at, step_key LIMIT 1",
+    args: &[UUIDOID, TEXTOID],
+};
+
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Takes the oldest unconsumed signal `name` for step `step_key`; its payload if any.
+pub fn consume(client: &mut SpiClient<'_>, execution_id: Uuid, name: &str, step_key: &str) -> Result<Option<Value>> {
+    let rows = run(client, &CONSUME, &[arg(execution_id), arg(name), arg(step_key)])?;
+    match rows.into_iter().next() {
+        Some(row) => Ok(Some(row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null))),
+        None => Ok(None),
+    }
+}
+
+/// `workflow_signal`: buffers the signal and wakes a step waiting for it.
+pub fn send(
+    client: &mut SpiClient<'_>,
+    execution_id: Option<Uuid>,
+    name: Option<&str>,
+    payload: Option<Value>,
+    idempotency_key: Option<&str>,
+) -> Result<Uuid> {
+    let execution_id = execution_id.ok_or_else(|| WorkflowError::invalid("execution_id must not be NULL"))?;
+    let name = match name {
+        Some(n) if !n.trim().is_empty() && n.len() <= MAX_NAME_LEN => n,
+        _ => {
+            return Err(WorkflowError::invalid(format!(
+                "name must be a non-empty signal name of at most {MAX_NAME_LEN} bytes, such as 'approved'"
+            )))
+        }
+    };
+    let payload = payload.unwrap_or(Value::Null);
+    crate::engine::limits::check_payload("payload", &payload)?;
+    let exec = execution::lock(client, execution_id)?;
+    if !matches!(exec.status.as_str(), "running" | "pending") {
+        return Err(WorkflowError::conflict(format!(
+            "cannot signal execution {execution_id}: it is already {}",
+            exec.status
+        ))
+        .with_hint("signals reach only pending or running executions"));
+    }
+    let id = super::new_id();
+    let inserted = run(client, &INSERT, &[arg(id), arg(execution_id), arg(name), arg(JsonB(payload)), arg(idempotency_key)])?;
+    if inserted.is_empty() {
+        // The same idempotency key was sent before: that signal stands, nothing changes.
+        let rows = run(client, &EXISTING, &[arg(execution_id), arg(idempotency_key)])?;
+        return rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.get::<Uuid>(1).ok().flatten())
+            .ok_or_else(|| WorkflowError::internal("signal idempotency conflict without a row"));
+    }
+    let waiter = run(client, &WAITER, &[arg(execution_id), arg(name)])?
+        .into_iter()
+        .next()
+        .map(|r| -> Result<(Uuid, String)> { Ok((r.get(1)?.unwrap_or(id), r.get(2)?.unwrap_or_default())) })
+        .transpose()?;
+    if let Some((step_id, step_key)) = waiter {
+        if let Some(payload) = consume(client, execution_id, name, &step_key)? {
+            activity::mark_completed(client, step_id, payload)?;
+            advance::advance(client, &exec)?;
+        }
+    }
+    Ok(id)
+}

@@ -1,0 +1,271 @@
+//! Scheduling a step of any kind: its activity row, and what the kind does at once
+//! (consume a buffered signal, start a child, fan out a map).
+
+use super::execution::{self, Execution};
+use super::plan::{run, Statement};
+use super::{activity, arg, signal};
+use crate::error::Result;
+use crate::model::definition::{Sleep, Step, StepKind};
+use crate::model::interval::Micros;
+use pgrx::pg_sys::BuiltinOid::*;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// What scheduling did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Scheduled {
+    /// The row exists and waits for a worker, a timer, a signal or a child.
+    Open,
+    /// The step is already complete (a buffered signal, a map over `[]`).
+    CompletedAtOnce,
+    /// The step failed for good, and with it the execution.
+    Failed,
+    /// A row for this step key existed already (a replay); nothing changed.
+    Existed,
+}
+
+// The input is explicit ($8) or composed: {"input": <workflow input>, "<dep>": <output>, ...}.
+// $13 is the due time as an offset from now in microseconds: NULL = now, < 0 = never.
+static INSERT: Statement = Statement {
+    sql: "INSERT INTO @extschema@.workflow_activity \
+            (id, execution_id, step_key, kind, activity_type, queue, status, input, attempt, max_attempts, retry, \
+             priority, scheduled_at, start_to_close, heartbeat_timeout, expires_at) \
+          SELECT $2, e.id, $3, $4, $5, coalesce($6, e.queue), $7, \
+                 coalesce($8, jsonb_build_object('input', e.input) || coalesce( \
+                   (SELECT jsonb_object_agg(a.step_key, a.output) FROM @extschema@.workflow_activity a \
+                     WHERE a.execution_id = e.id AND a.step_key = ANY($9)), '{}'::jsonb)), \
+                 $17, $10, $11, coalesce($12, e.priority), \
+                 CASE WHEN $13 IS NULL THEN now() WHEN $13 < 0 THEN 'infinity' \
+                      ELSE now() + $13::float8 * interval '1 microsecond' END, \
+                 $14::float8 * interval '1 microsecond', $15::float8 * interval '1 microsecond', \
+                 now() + $16::float8 * interval '1 microsecond' \
+          FROM @extschema@.workflow_execution e WHERE e.id = $1 \
+          ON CONFLICT (execution_id, step_key) DO NOTHING \
+          RETURNING input",
+    args: &[
+        UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTARRAYOID, INT4OID, JSONBOID,
+        INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, INT4OID,
+    ],
+};
+static SET_DUE: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_activity SET scheduled_at = $2 WHERE id = $1",
+    args: &[UUIDOID, TIMESTAMPTZOID],
+};
+static MAP_ITEMS: Statement = Statement {
+    sql: "INSERT INTO @extschema@.workflow_activity \
+            (id, execution_id, step_key, kind, activity_type, queue, status, input, max_attempts, retry, priority, \
+             start_to_close, heartbeat_timeout, expires_at) \
+          SELECT @extschema@.workflow_uuidv7(), agg.execution_id, agg.step_key || '[' || (item.ord - 1) || ']', \
+                 agg.kind, agg.activity_type, agg.queue, 'scheduled', \
+                 (agg.input - $3) || jsonb_build_object('item', item.value, 'index', item.ord - 1), \
+                 agg.max_attempts, agg.retry, agg.priority, agg.start_to_close, agg.heartbeat_timeout, agg.expires_at \
+          FROM @extschema@.workflow_activity agg \
+          CROSS JOIN LATERAL jsonb_array_elements(agg.input -> $3) WITH ORDINALITY AS item(value, ord) \
+          WHERE agg.execution_id = $1 AND agg.step_key = $2 AND item.ord > $4 AND item.ord <= $5 \
+          ON CONFLICT (execution_id, step_key) DO NOTHING",
+    args: &[UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID],
+};
+static MAP_SIZE: Statement = Statement {
+    sql: "SELECT jsonb_array_length(input -> $3) FROM @extschema@.workflow_activity \
+          WHERE execution_id = $1 AND step_key = $2",
+    args: &[UUIDOID, TEXTOID, TEXTOID],
+};
+// Item keys are `<step>[<index>]`; the output keeps input order.
+static MAP_COMPLETE: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_activity agg SET status = 'completed', finished_at = now(), \
+            output = (SELECT coalesce(jsonb_agg(i.output ORDER BY substring(i.step_key FROM '\\[(\\d+)\\]$')::int), '[]') \
+                      FROM @extschema@.workflow_activity i \
+                      WHERE i.execution_id = $1 AND starts_with(i.step_key, $2 || '[')) \
+          WHERE agg.execution_id = $1 AND agg.step_key = $2",
+    args: &[UUIDOID, TEXTOID],
+};
+
+fn offset(value: Option<Micros>) -> Option<i64> {
+    value
+}
+
+/// Inserts the step's row under `key`; returns its id and input, or None if it existed.
+#[allow(clippy::too_many_arguments)]
+fn insert(
+    client: &mut SpiClient<'_>,
+    exec: &Execution,
+    step: &Step,
+    key: &str,
+    status: &str,
+    activity_type: Option<&str>,
+    explicit_input: Option<Value>,
+    due_in: Option<Micros>,
+    attempt: i32,
+) -> Result<Option<(pgrx::Uuid, Value)>> {
+    let id = super::new_id();
+    // A wait fails at its timeout unless the step asks for retries explicitly.
+    let waits = matches!(step.kind, StepKind::Signal { .. } | StepKind::Sleep(_) | StepKind::Workflow { .. });
+    let max_attempts = if waits && step.retry_json.as_object().is_none_or(|o| o.is_empty()) { 1 } else { step.retry.max_attempts };
+    let rows = run(
+        client,
+        &INSERT,
+        &[
+            arg(exec.id),
+            arg(id),
+            arg(key),
+            arg(step.kind.name()),
+            arg(activity_type),
+            arg(step.queue.as_deref()),
+            arg(status),
+            arg(explicit_input.map(JsonB)),
+            arg(step.depends_on.clone()),
+            arg(max_attempts),
+            arg(JsonB(step.retry_json.clone())),
+            arg(step.priority),
+            arg(due_in),
+            arg(offset(step.timeout)),
+            arg(offset(step.heartbeat_timeout)),
+            arg(offset(step.schedule_to_close)),
+            arg(attempt),
+        ],
+    )?;
+    match rows.into_iter().next() {
+        Some(row) => Ok(Some((id, row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null)))),
+        None => Ok(None),
+    }
+}
+
+/// Schedules `step` under `key` (the step name, or a client's key), with the composed
+/// input unless `explicit_input` is given.
+pub fn schedule(
+    client: &mut SpiClient<'_>,
+    exec: &Execution,
+    step: &Step,
+    key: &str,
+    explicit_input: Option<Value>,
+) -> Result<Scheduled> {
+    if step.map.is_some() {
+        return schedule_map(client, exec, step, key);
+    }
+    match &step.kind {
+        StepKind::Task { activity } => {
+            let row = insert(client, exec, step, key, "scheduled", Some(activity), explicit_input, None, 0)?;
+            Ok(if row.is_some() { Scheduled::Open } else { Scheduled::Existed })
+        }
+        StepKind::Sql { .. } => {
+            let row = insert(client, exec, step, key, "scheduled", None, explicit_input, None, 0)?;
+            Ok(if row.is_some() { Scheduled::Open } else { Scheduled::Existed })
+        }
+        StepKind::Sleep(Sleep::For(duration)) => {
+            let row = insert(client, exec, step, key, "waiting", None, explicit_input, Some(*duration), 1)?;
+            Ok(if row.is_some() { Scheduled::Open } else { Scheduled::Existed })
+        }
+        StepKind::Sleep(Sleep::UntilInputField(field)) => {
+            let Some((id, input)) = insert(client, exec, step, key, "waiting", None, explicit_input, Some(-1), 1)? else {
+                return Ok(Scheduled::Existed);
+            };
+            let text = input.get("input").and_then(|i| i.get(field)).and_then(Value::as_str);
+            match text.map(|t| execution::parse_timestamptz(&format!("input.{field}"), t)) {
+                Some(Ok(due)) => {
+                    run(client, &SET_DUE, &[arg(id), arg(due)])?;
+                    Ok(Scheduled::Open)
+                }
+                _ => {
+                    let error = json!({
+                        "type": "InvalidSleep",
+                        "message": format!("step \"{key}\" sleeps until input field \"{field}\", which is not a timestamp"),
+                    });
+                    activity::fail_for_good(client, exec, id, key, error)?;
+                    Ok(Scheduled::Failed)
+                }
+            }
+        }
+        StepKind::Signal { name } => {
+            let due_in = step.timeout.or(Some(-1));
+            let Some((id, _)) = insert(client, exec, step, key, "waiting", Some(name), explicit_input, due_in, 1)? else {
+                return Ok(Scheduled::Existed);
+            };
+            match signal::consume(client, exec.id, name, key)? {
+                Some(payload) => {
+                    activity::mark_completed(client, id, payload)?;
+                    Ok(Scheduled::CompletedAtOnce)
+                }
+                None => Ok(Scheduled::Open),
+            }
+        }
+        StepKind::Workflow { workflow_type } => {
+            let due_in = step.timeout.or(Some(-1));
+            let Some((_, input)) = insert(client, exec, step, key, "waiting", Some(workflow_type), explicit_input, due_in, 1)?
+            else {
+                return Ok(Scheduled::Existed);
+            };
+            execution::start_child(client, workflow_type, input, exec.id, key)?;
+            Ok(Scheduled::Open)
+        }
+    }
+}
+
+/// A map step: a waiting aggregate row under the step's name, and one row per item
+/// (`name[i]`), at most `max_concurrency` open at a time.
+fn schedule_map(client: &mut SpiClient<'_>, exec: &Execution, step: &Step, key: &str) -> Result<Scheduled> {
+    let source = step.map.as_deref().unwrap_or_default();
+    let activity_type = match &step.kind {
+        StepKind::Task { activity } => activity.as_str(),
+        _ => unreachable!("definitions::check_supported allows map on activity steps only"),
+    };
+    let Some((id, input)) = insert(client, exec, step, key, "waiting", Some(activity_type), None, Some(-1), 0)? else {
+        return Ok(Scheduled::Existed);
+    };
+    let items = match input.get(source) {
+        Some(Value::Array(items)) => items.len() as i64,
+        other => {
+            let got = other.map(crate::model::interval::json_kind).unwrap_or("missing");
+            let error = json!({
+                "type": "MapError",
+                "message": format!("step \"{key}\" maps over the output of \"{source}\", which is {got}, not an array"),
+            });
+            activity::fail_for_good(client, exec, id, key, error)?;
+            return Ok(Scheduled::Failed);
+        }
+    };
+    if items == 0 {
+        activity::mark_completed(client, id, json!([]))?;
+        return Ok(Scheduled::CompletedAtOnce);
+    }
+    let first = step.max_concurrency.map_or(items, |m| items.min(m as i64));
+    run(client, &MAP_ITEMS, &[arg(exec.id), arg(key), arg(source), arg(0i64), arg(first)])?;
+    Ok(Scheduled::Open)
+}
+
+/// Moves a running map forward: opens more items as others complete, and completes the
+/// step when every item has. True if the step completed.
+pub fn map_progress(
+    client: &mut SpiClient<'_>,
+    exec: &Execution,
+    step: &Step,
+    states: &HashMap<String, String>,
+) -> Result<bool> {
+    let prefix = format!("{}[", step.name);
+    let (mut created, mut completed) = (0i64, 0i64);
+    for (key, status) in states {
+        if key.starts_with(&prefix) {
+            created += 1;
+            completed += (status == "completed") as i64;
+        }
+    }
+    let source = step.map.as_deref().unwrap_or_default();
+    let total: i64 = run(client, &MAP_SIZE, &[arg(exec.id), arg(step.name.as_str()), arg(source)])?
+        .into_iter()
+        .next()
+        .and_then(|r| r.get::<i32>(1).ok().flatten())
+        .unwrap_or(0) as i64;
+    if completed >= total {
+        run(client, &MAP_COMPLETE, &[arg(exec.id), arg(step.name.as_str())])?;
+        return Ok(true);
+    }
+    if let Some(limit) = step.max_concurrency {
+        let open = created - completed;
+        let more = (total - created).min(limit as i64 - open);
+        if more > 0 {
+            run(client, &MAP_ITEMS, &[arg(exec.id), arg(step.name.as_str()), arg(source), arg(created), arg(created + more)])?;
+        }
+    }
+    Ok(false)
+}
