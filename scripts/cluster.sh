@@ -26,6 +26,7 @@ start)
         echo "unix_socket_directories = '$dir'"
         echo "shared_preload_libraries = 'pg_workflow'"
         echo "max_connections = 200"
+        echo "max_worker_processes = 32"
         for line in "$@"; do echo "$line"; done
     } | as_owner tee -a "$dir/postgresql.conf" >/dev/null
     as_owner "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \

@@ -160,3 +160,18 @@ fn workflow_fail(execution_id: Option<Uuid>, error: Option<JsonB>) -> bool {
 fn workflow_uuidv7() -> Uuid {
     crate::engine::new_id()
 }
+
+/// Wakes this database's dispatcher at commit (and the launcher, which then looks for
+/// new databases with the extension). Rarely needed: committing work wakes it already.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_wake() -> bool {
+    crate::wake::request_probe_at_commit();
+    crate::wake::wake_at_commit();
+    crate::wake::enabled()
+}
+
+/// Blocks until the execution finishes or the timeout passes; returns workflow_status().
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_await(execution_id: Option<Uuid>, timeout: default!(Option<Interval>, "'30 seconds'")) -> JsonB {
+    JsonB(crate::engine::await_finish::await_finish(execution_id, timeout).or_raise())
+}

@@ -2,10 +2,60 @@
 //! superuser-settable per session too (SUSET), so a test or a migration can change them.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
 
+pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static MAX_SLEEP_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static RETENTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
 
 pub fn register() {
+    GucRegistry::define_bool_guc(
+        c"workflow.enabled",
+        c"Whether pg_workflow's dispatchers do their work; off pauses them.",
+        c"",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"workflow.databases",
+        c"Comma-separated databases the launcher may start dispatchers in; empty means all.",
+        c"",
+        &DATABASES,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"workflow.max_sleep",
+        c"Longest a dispatcher sleeps between passes when nothing is due.",
+        c"",
+        &MAX_SLEEP_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"workflow.batch_size",
+        c"Most items of each kind a dispatcher pass moves.",
+        c"",
+        &BATCH_SIZE,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"workflow.retention",
+        c"How long finished executions are kept (e.g. '30 days'); empty keeps them forever.",
+        c"",
+        &RETENTION,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"workflow.max_payload_bytes",
         c"Largest input, output, error or signal payload pg_workflow accepts, in bytes of JSON.",
@@ -20,4 +70,17 @@ pub fn register() {
 
 pub fn max_payload_bytes() -> usize {
     MAX_PAYLOAD_BYTES.get().max(0) as usize
+}
+
+fn text(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().map(|c| c.to_string_lossy().trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// The databases dispatchers may run in; None means all.
+pub fn databases() -> Option<Vec<String>> {
+    text(&DATABASES).map(|s| s.split(',').map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).collect())
+}
+
+pub fn retention() -> Option<String> {
+    text(&RETENTION)
 }

@@ -4,21 +4,31 @@
 //! - `model`: definitions, intervals, retry policy, options — plain Rust, no Postgres;
 //! - schema (`schema.sql`): the four tables and their indexes;
 //! - `engine`: state transitions as SQL over SPI, in the caller's transaction;
-//! - `api`: the SQL functions of DESIGN §3, thin over the engine.
+//! - `api`: the SQL functions of DESIGN §3, thin over the engine;
+//! - `dispatcher`: the background worker (launcher, dispatchers, sql runners), which
+//!   calls the engine; `wake` is the shared-memory mailbox between the two.
 
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pub mod api;
+pub mod dispatcher;
 pub mod engine;
 pub mod error;
 pub mod gucs;
 pub mod model;
+pub mod wake;
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    // Shared memory and the background worker exist only with shared_preload_libraries;
+    // without it everything but the automatic wake-ups works (workflow_dispatch()).
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        wake::init();
+        dispatcher::register();
+    }
 }
 
 extension_sql_file!("schema.sql", name = "schema", requires = [workflow_uuidv7]);
@@ -41,6 +51,8 @@ BEGIN
     END LOOP;
 END
 $$;
+-- Tell a running launcher (at commit) that this database now has the extension.
+SELECT @extschema@.workflow_wake();
 "#,
     name = "revoke_public",
     finalize
@@ -62,6 +74,7 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        // In-backend tests run with the background worker loaded, as production does.
+        vec!["shared_preload_libraries = 'pg_workflow'"]
     }
 }

@@ -46,6 +46,9 @@ CREATE INDEX workflow_execution_parent ON workflow_execution (parent_id) WHERE p
 CREATE INDEX workflow_execution_deadline ON workflow_execution (deadline)
     WHERE status = 'running' AND deadline IS NOT NULL;
 CREATE INDEX workflow_execution_ready ON workflow_execution (ready_at) WHERE ready_at IS NOT NULL;
+-- Retention deletes the oldest finished executions first.
+CREATE INDEX workflow_execution_finished ON workflow_execution (finished_at)
+    WHERE status IN ('completed', 'failed', 'cancelled');
 
 CREATE TABLE workflow_activity (
     id               uuid        PRIMARY KEY,
@@ -87,6 +90,8 @@ CREATE INDEX workflow_activity_claim ON workflow_activity (queue, priority DESC,
     WHERE status = 'scheduled' AND kind = 'task';
 -- Running activities, for lease expiry; bounded by the number of busy workers.
 CREATE INDEX workflow_activity_running ON workflow_activity (started_at) WHERE status = 'running';
+-- Due sql steps, run by the dispatcher's runner.
+CREATE INDEX workflow_activity_sql ON workflow_activity (scheduled_at) WHERE kind = 'sql' AND status = 'scheduled';
 -- Sleeps and signal waits, by due time.
 CREATE INDEX workflow_activity_waiting ON workflow_activity (scheduled_at) WHERE status = 'waiting';
 -- Schedule-to-close deadlines.

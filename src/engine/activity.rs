@@ -10,6 +10,7 @@ use super::plan::{run, Statement};
 use super::{advance, arg, compensation, limits};
 use crate::error::{Result, WorkflowError};
 use crate::model::retry::{Decision, RetryPolicy};
+use crate::wake;
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Uuid};
@@ -35,7 +36,8 @@ static RETRY: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_activity \
           SET status = 'scheduled', error = $2, scheduled_at = now() + $3::float8 * interval '1 microsecond', \
               worker_id = NULL, lease_expires_at = NULL \
-          WHERE id = $1",
+          WHERE id = $1 \
+          RETURNING queue, kind, ((extract(epoch FROM scheduled_at) - 946684800) * 1000000)::int8",
     args: &[UUIDOID, JSONBOID, INT8OID],
 };
 // A wait that timed out and may retry waits again: after the backoff, for its timeout.
@@ -217,10 +219,19 @@ fn apply_failure(client: &mut SpiClient<'_>, exec: &Execution, act: &Locked, err
     match policy.decide(act.attempt.max(1), error_type, retryable, super::unit_random()) {
         Decision::RetryAfter(delay) if waits => {
             run(client, &REWAIT, &[arg(act.id), arg(JsonB(error)), arg(delay)])?;
+            wake::wake_at_commit();
             Ok(Outcome::Retrying)
         }
         Decision::RetryAfter(delay) => {
-            run(client, &RETRY, &[arg(act.id), arg(JsonB(error)), arg(delay)])?;
+            let rows = run(client, &RETRY, &[arg(act.id), arg(JsonB(error)), arg(delay)])?;
+            if let Some(row) = rows.into_iter().next() {
+                let (queue, kind): (Option<String>, Option<String>) = (row.get(1)?, row.get(2)?);
+                if kind.as_deref() == Some("task") {
+                    wake::queue_ready(&queue.unwrap_or_default(), row.get::<i64>(3)?.unwrap_or(0));
+                } else {
+                    wake::wake_at_commit();
+                }
+            }
             Ok(Outcome::Retrying)
         }
         Decision::Fail => {
@@ -294,6 +305,29 @@ pub fn fire_due_wait(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+static STATUS: Statement = Statement {
+    sql: "SELECT status, scheduled_at <= now() FROM @extschema@.workflow_activity WHERE id = $1 FOR UPDATE",
+    args: &[UUIDOID],
+};
+
+/// Locks an activity whose execution the caller has locked: its status and whether it is due.
+pub fn lock_status(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<(String, bool)>> {
+    let rows = run(client, &STATUS, &[arg(id)])?;
+    match rows.into_iter().next() {
+        Some(row) => Ok(Some((row.get(1)?.unwrap_or_default(), row.get(2)?.unwrap_or(false)))),
+        None => Ok(None),
+    }
+}
+
+/// A failed run of an sql step (execution and activity locked by the caller).
+pub fn fail_locked_sql(client: &mut SpiClient<'_>, exec: &Execution, id: Uuid, error: Value) -> Result<()> {
+    let (_, act) = lock(client, id)?;
+    if exec.status == "running" && act.status == "scheduled" {
+        apply_failure(client, exec, &act, error, true)?;
+    }
+    Ok(())
 }
 
 /// `workflow_heartbeat`: extends the lease; true when cancellation was requested.

@@ -26,7 +26,7 @@ static COMPLETE: Statement = Statement {
     args: &[UUIDOID, TEXTARRAYOID],
 };
 static MARK_READY: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_execution SET ready_at = now() WHERE id = $1 AND ready_at IS NULL",
+    sql: "UPDATE @extschema@.workflow_execution SET ready_at = now() WHERE id = $1 AND ready_at IS NULL RETURNING id",
     args: &[UUIDOID],
 };
 
@@ -44,7 +44,9 @@ pub fn advance(client: &mut SpiClient<'_>, exec: &Execution) -> Result<()> {
         return Ok(());
     }
     let Some(def) = exec.definition.clone() else {
-        run(client, &MARK_READY, &[arg(exec.id)])?;
+        if !run(client, &MARK_READY, &[arg(exec.id)])?.is_empty() {
+            crate::wake::execution_ready(&exec.id);
+        }
         return Ok(());
     };
     // Steps that complete as they are scheduled (a buffered signal, a map over []) can
@@ -87,5 +89,6 @@ pub fn advance(client: &mut SpiClient<'_>, exec: &Execution) -> Result<()> {
 fn finish(client: &mut SpiClient<'_>, exec: &Execution, def: &Definition) -> Result<()> {
     let finals: Vec<String> = def.final_steps().map(|s| s.name.clone()).collect();
     run(client, &COMPLETE, &[arg(exec.id), arg(finals)])?;
+    crate::wake::execution_finished(&exec.id);
     execution::notify_parent(client, exec.id)
 }

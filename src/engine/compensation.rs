@@ -28,7 +28,8 @@ static SCHEDULE: Statement = Statement {
           FROM @extschema@.workflow_execution e \
           JOIN @extschema@.workflow_activity a ON a.execution_id = e.id AND a.step_key = $3 \
           WHERE e.id = $1 \
-          ON CONFLICT (execution_id, step_key) DO NOTHING",
+          ON CONFLICT (execution_id, step_key) DO NOTHING \
+          RETURNING queue",
     args: &[UUIDOID, UUIDOID, TEXTOID, TEXTOID],
 };
 static SET_STATE: Statement = Statement {
@@ -50,7 +51,10 @@ fn schedule_next(client: &mut SpiClient<'_>, exec: &Execution) -> Result<bool> {
         .and_then(|r| r.get::<String>(1).ok().flatten());
     let Some(step) = next else { return Ok(false) };
     let activity = def.compensate[&step].as_str();
-    run(client, &SCHEDULE, &[arg(exec.id), arg(super::new_id()), arg(step.as_str()), arg(activity)])?;
+    let rows = run(client, &SCHEDULE, &[arg(exec.id), arg(super::new_id()), arg(step.as_str()), arg(activity)])?;
+    if let Some(row) = rows.into_iter().next() {
+        crate::wake::queue_ready(&row.get::<String>(1)?.unwrap_or_default(), 0);
+    }
     Ok(true)
 }
 

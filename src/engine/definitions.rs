@@ -64,7 +64,6 @@ pub fn check_type_name(field: &str, name: Option<&str>) -> Result<String> {
 fn check_supported(def: &Definition) -> Result<()> {
     for step in &def.steps {
         let unsupported = match (&step.kind, &step.map) {
-            (StepKind::Sql { .. }, _) => Some("an sql step"),
             (StepKind::Task { .. }, _) | (_, None) => None,
             (_, Some(_)) => Some("map over a non-activity step"),
         };

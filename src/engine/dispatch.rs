@@ -3,7 +3,7 @@
 //! future `scheduled_at` simply becomes claimable when its time comes.
 
 use super::plan::{run, Statement};
-use super::{activity, arg, execution};
+use super::{activity, arg, execution, sql_step};
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
@@ -52,8 +52,62 @@ fn time_out_execution(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     Ok(true)
 }
 
-/// Runs one pass over at most `max_items` items of each kind; returns how many moved.
+// Microseconds until the earliest due item (negative: overdue), or NULL if nothing waits.
+// Each min() reads the first entry of a partial index.
+static NEXT_DUE: Statement = Statement {
+    sql: "SELECT (extract(epoch FROM least( \
+            (SELECT min(scheduled_at) FROM @extschema@.workflow_activity WHERE status = 'waiting'), \
+            (SELECT min(lease_expires_at) FROM @extschema@.workflow_activity WHERE status = 'running'), \
+            (SELECT min(expires_at) FROM @extschema@.workflow_activity \
+              WHERE expires_at IS NOT NULL AND status IN ('scheduled', 'running')), \
+            (SELECT min(scheduled_at) FROM @extschema@.workflow_activity WHERE kind = 'sql' AND status = 'scheduled'), \
+            (SELECT min(deadline) FROM @extschema@.workflow_execution WHERE status = 'running' AND deadline IS NOT NULL), \
+            (SELECT min(started_at) FROM @extschema@.workflow_execution WHERE status = 'pending') \
+          ) - clock_timestamp()) * 1000000)::int8",
+    args: &[],
+};
+static SQL_DUE: Statement = Statement {
+    sql: "SELECT EXISTS (SELECT FROM @extschema@.workflow_activity \
+          WHERE kind = 'sql' AND status = 'scheduled' AND scheduled_at <= now())",
+    args: &[],
+};
+static PURGE: Statement = Statement {
+    sql: "DELETE FROM @extschema@.workflow_execution WHERE id IN ( \
+            SELECT id FROM @extschema@.workflow_execution \
+            WHERE status IN ('completed', 'failed', 'cancelled') \
+              AND finished_at < now() - $1::float8 * interval '1 microsecond' \
+            ORDER BY finished_at LIMIT $2)",
+    args: &[INT8OID, INT4OID],
+};
+
+/// Microseconds until something is due, if anything waits.
+pub fn next_due(client: &mut SpiClient<'_>) -> Result<Option<i64>> {
+    Ok(run(client, &NEXT_DUE, &[])?.into_iter().next().and_then(|r| r.get::<i64>(1).ok().flatten()))
+}
+
+/// Whether an sql step is due (the dispatcher then starts its runner).
+pub fn sql_due(client: &mut SpiClient<'_>) -> Result<bool> {
+    Ok(run(client, &SQL_DUE, &[])?.into_iter().next().and_then(|r| r.get::<bool>(1).ok().flatten()).unwrap_or(false))
+}
+
+/// Deletes up to `limit` executions finished longer than `retention` ago (with their
+/// steps and signals, by cascade); returns how many.
+pub fn purge(client: &mut SpiClient<'_>, retention: crate::model::interval::Micros, limit: i32) -> Result<i32> {
+    Ok(run(client, &PURGE, &[arg(retention), arg(limit)])?.len() as i32)
+}
+
+/// `workflow_dispatch()`: one pass, with sql steps run in the caller's transaction.
 pub fn dispatch(client: &mut SpiClient<'_>, max_items: Option<i32>) -> Result<i32> {
+    let mut moved = pass(client, max_items)?;
+    for id in sql_step::due(client, max_items.unwrap_or(1000).max(1))? {
+        moved += sql_step::run_one(client, id)? as i32;
+    }
+    Ok(moved)
+}
+
+/// Runs one pass over at most `max_items` items of each kind; returns how many moved.
+/// sql steps are left to the caller (the dispatcher hands them to its runner).
+pub fn pass(client: &mut SpiClient<'_>, max_items: Option<i32>) -> Result<i32> {
     let max_items = max_items.unwrap_or(1000);
     if max_items < 1 {
         return Err(WorkflowError::invalid(format!("max_items must be at least 1, got {max_items}")));

@@ -212,6 +212,9 @@ fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>) -> Result<Uuid> {
         let exec = lock(client, id)?;
         advance::advance(client, &exec)?;
     }
+    if status.as_deref() == Some("pending") || timeout.is_some() {
+        crate::wake::wake_at_commit(); // a delayed start or a deadline to keep
+    }
     Ok(id)
 }
 
@@ -262,6 +265,7 @@ pub fn start_pending(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
 pub fn close(client: &mut SpiClient<'_>, exec: &Execution, status: &str, error: Value) -> Result<()> {
     run(client, &CLOSE, &[arg(exec.id), arg(status), arg(JsonB(error)), arg(None::<JsonB>)])?;
     run(client, &CANCEL_OPEN_STEPS, &[arg(exec.id)])?;
+    crate::wake::execution_finished(&exec.id);
     let children: Vec<Uuid> = run(client, &OPEN_CHILDREN, &[arg(exec.id)])?
         .into_iter()
         .filter_map(|r| r.get::<Uuid>(1).ok().flatten())
@@ -361,6 +365,7 @@ pub fn finish_client_driven(client: &mut SpiClient<'_>, id: Option<Uuid>, outcom
             limits::check_payload("output", &output)?;
             run(client, &CLOSE, &[arg(exec.id), arg("completed"), arg(None::<JsonB>), arg(JsonB(output))])?;
             run(client, &CANCEL_OPEN_STEPS, &[arg(exec.id)])?;
+            crate::wake::execution_finished(&exec.id);
             notify_parent(client, exec.id)?;
         }
         ClientOutcome::Fail(error) => {

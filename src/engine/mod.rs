@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod advance;
+pub mod await_finish;
 pub mod claim;
 pub mod client_driven;
 pub mod compensation;
@@ -16,6 +17,7 @@ pub mod execution;
 pub mod limits;
 pub mod plan;
 pub mod signal;
+pub mod sql_step;
 pub mod status;
 pub mod steps;
 

@@ -7,6 +7,7 @@ use super::{activity, arg, signal};
 use crate::error::Result;
 use crate::model::definition::{Sleep, Step, StepKind};
 use crate::model::interval::Micros;
+use crate::wake;
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -43,7 +44,7 @@ static INSERT: Statement = Statement {
                  now() + $16::float8 * interval '1 microsecond' \
           FROM @extschema@.workflow_execution e WHERE e.id = $1 \
           ON CONFLICT (execution_id, step_key) DO NOTHING \
-          RETURNING input",
+          RETURNING input, queue",
     args: &[
         UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTARRAYOID, INT4OID, JSONBOID,
         INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, INT4OID,
@@ -64,7 +65,8 @@ static MAP_ITEMS: Statement = Statement {
           FROM @extschema@.workflow_activity agg \
           CROSS JOIN LATERAL jsonb_array_elements(agg.input -> $3) WITH ORDINALITY AS item(value, ord) \
           WHERE agg.execution_id = $1 AND agg.step_key = $2 AND item.ord > $4 AND item.ord <= $5 \
-          ON CONFLICT (execution_id, step_key) DO NOTHING",
+          ON CONFLICT (execution_id, step_key) DO NOTHING \
+          RETURNING queue",
     args: &[UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID],
 };
 static MAP_SIZE: Statement = Statement {
@@ -126,10 +128,13 @@ fn insert(
             arg(attempt),
         ],
     )?;
-    match rows.into_iter().next() {
-        Some(row) => Ok(Some((id, row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null)))),
-        None => Ok(None),
+    let Some(row) = rows.into_iter().next() else { return Ok(None) };
+    if matches!(step.kind, StepKind::Task { .. }) && status == "scheduled" {
+        wake::queue_ready(&row.get::<String>(2)?.unwrap_or_default(), 0);
+    } else {
+        wake::wake_at_commit(); // a timer, an sql step or a child: the dispatcher re-plans
     }
+    Ok(Some((id, row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null))))
 }
 
 /// Schedules `step` under `key` (the step name, or a client's key), with the composed
@@ -230,8 +235,17 @@ fn schedule_map(client: &mut SpiClient<'_>, exec: &Execution, step: &Step, key: 
         return Ok(Scheduled::CompletedAtOnce);
     }
     let first = step.max_concurrency.map_or(items, |m| items.min(m as i64));
-    run(client, &MAP_ITEMS, &[arg(exec.id), arg(key), arg(source), arg(0i64), arg(first)])?;
+    open_items(client, exec, key, source, 0, first)?;
     Ok(Scheduled::Open)
+}
+
+/// Creates items (from, to] of a map (1-based ordinals) and announces their queue.
+fn open_items(client: &mut SpiClient<'_>, exec: &Execution, key: &str, source: &str, from: i64, to: i64) -> Result<()> {
+    let rows = run(client, &MAP_ITEMS, &[arg(exec.id), arg(key), arg(source), arg(from), arg(to)])?;
+    if let Some(row) = rows.into_iter().next() {
+        wake::queue_ready(&row.get::<String>(1)?.unwrap_or_default(), 0);
+    }
+    Ok(())
 }
 
 /// Moves a running map forward: opens more items as others complete, and completes the
@@ -264,7 +278,7 @@ pub fn map_progress(
         let open = created - completed;
         let more = (total - created).min(limit as i64 - open);
         if more > 0 {
-            run(client, &MAP_ITEMS, &[arg(exec.id), arg(step.name.as_str()), arg(source), arg(created), arg(created + more)])?;
+            open_items(client, exec, &step.name, source, created, created + more)?;
         }
     }
     Ok(false)

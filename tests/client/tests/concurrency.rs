@@ -210,8 +210,8 @@ fn expired_lease_moves_to_another_worker_and_fences_the_first() {
         assert!(start.elapsed() < Duration::from_secs(30), "lease never expired");
         thread::sleep(Duration::from_millis(10));
     }
-    let moved: i32 = w2.query_one("SELECT workflow_dispatch()", &[]).unwrap().get(0);
-    assert_eq!(moved, 1, "the expired lease is turned into a Timeout failure");
+    // The background worker, or this call, turns the expired lease into a Timeout failure.
+    w2.query_one("SELECT workflow_dispatch()", &[]).unwrap();
     let second = loop {
         let rows = w2.query("SELECT attempt FROM workflow_claim('default', 'w2', 1, '10 minutes')", &[]).unwrap();
         if let Some(r) = rows.first() {

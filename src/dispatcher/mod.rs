@@ -1,0 +1,50 @@
+//! The background worker (DESIGN §5): a launcher that keeps one dispatcher per database
+//! with the extension, dispatchers that sleep until something is due or a backend wakes
+//! them, and per-database runners for `sql` steps, so a long step never stalls dispatch.
+//!
+//! Every process here works in short transactions and holds none while it sleeps.
+
+mod launcher;
+mod notify;
+mod sql_runner;
+mod worker;
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::pg_sys;
+use pgrx::prelude::PgTryBuilder;
+use std::time::Duration;
+
+/// Registers the launcher; called from `_PG_init` while preloading.
+pub fn register() {
+    BackgroundWorkerBuilder::new("pg_workflow launcher")
+        .set_type("pg_workflow launcher")
+        .set_library("pg_workflow")
+        .set_function("pg_workflow_launcher_main")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+/// Runs `body` in a transaction; an ERROR is logged and the transaction rolled back
+/// instead of taking the worker down. None if it failed.
+fn guarded<R>(what: &str, body: impl FnOnce() -> R + std::panic::UnwindSafe + std::panic::RefUnwindSafe) -> Option<R> {
+    PgTryBuilder::new(|| Some(BackgroundWorker::transaction(body)))
+        .catch_others(|e| {
+            unsafe { pg_sys::AbortCurrentTransaction() };
+            pgrx::warning!("pg_workflow: {what} failed: {e:?}");
+            None
+        })
+        .execute()
+}
+
+/// Reloads the configuration after SIGHUP.
+fn reload_if_asked() {
+    if BackgroundWorker::sighup_received() {
+        unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+    }
+}
+
+fn database_oid(arg: pg_sys::Datum) -> pg_sys::Oid {
+    pg_sys::Oid::from(arg.value() as u32)
+}

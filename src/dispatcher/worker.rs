@@ -1,0 +1,126 @@
+//! A dispatcher: one per database with the extension. Each loop it runs a pass of due
+//! work, hands due sql steps to its runner, enforces retention, turns the mailbox into
+//! NOTIFYs, and sleeps until the next due time, `workflow.max_sleep`, or a wake-up.
+
+use super::notify::Notifier;
+use super::{database_oid, guarded, reload_if_asked, sql_runner};
+use crate::engine::dispatch;
+use crate::gucs;
+use crate::model::interval;
+use crate::wake::{self, MAILBOX};
+use pgrx::bgworkers::{BackgroundWorker, DynamicBackgroundWorker, SignalWakeFlags};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::time::Duration;
+
+fn extension_exists() -> bool {
+    guarded("looking for the extension", || {
+        Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_workflow')")
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    })
+    .unwrap_or(false)
+}
+
+/// Takes this database's slot in the mailbox, so backends can wake us.
+fn take_slot(db: u32) -> bool {
+    let mut mb = MAILBOX.exclusive();
+    let index = mb.slots.iter().position(|s| s.db == db).or_else(|| mb.slots.iter().position(|s| s.db == 0));
+    match index {
+        Some(i) => {
+            mb.slots[i].db = db;
+            mb.slots[i].pid = unsafe { pg_sys::MyProcPid };
+            mb.slots[i].no_extension = false;
+            true
+        }
+        None => false,
+    }
+}
+
+fn leave_slot(db: u32, no_extension: bool) {
+    let mut mb = MAILBOX.exclusive();
+    if let Some(slot) = mb.slots.iter_mut().find(|s| s.db == db) {
+        slot.pid = 0;
+        slot.no_extension = no_extension;
+    }
+}
+
+/// What one pass found.
+struct Pass {
+    /// Microseconds until the next due item, if any.
+    next_due: Option<i64>,
+    sql_due: bool,
+    /// More work of a kind than one pass may move: go again at once.
+    busy: bool,
+}
+
+fn run_pass() -> Option<Pass> {
+    let batch = gucs::BATCH_SIZE.get();
+    guarded("dispatch pass", || {
+        Spi::connect_mut(|c| -> crate::error::Result<Pass> {
+            let moved = dispatch::pass(c, Some(batch))?;
+            let mut busy = moved >= batch;
+            if let Some(text) = gucs::retention() {
+                match interval::parse_text(&text) {
+                    Ok(keep) => busy |= dispatch::purge(c, keep, batch)? >= batch,
+                    Err(e) => pgrx::warning!("pg_workflow: workflow.retention {e}; nothing is deleted"),
+                }
+            }
+            Ok(Pass { next_due: dispatch::next_due(c)?, sql_due: dispatch::sql_due(c)?, busy })
+        })
+        .map_err(|e| pgrx::warning!("pg_workflow: dispatch pass: {e}"))
+        .ok()
+    })
+    .flatten()
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
+    let db = database_oid(arg);
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
+    if !take_slot(db.to_u32()) {
+        pgrx::warning!("pg_workflow: more than {} databases; no dispatcher for database {db:?}", wake::MAX_DATABASES);
+        return;
+    }
+    if !extension_exists() {
+        leave_slot(db.to_u32(), true);
+        return;
+    }
+    pgrx::log!("pg_workflow: dispatcher started");
+    let mut notifier = Notifier::default();
+    let mut runner: Option<DynamicBackgroundWorker> = None;
+    let max_sleep = || Duration::from_millis(gucs::MAX_SLEEP_MS.get().max(10) as u64);
+    loop {
+        reload_if_asked();
+        let mut sleep = max_sleep();
+        if gucs::ENABLED.get() {
+            if !extension_exists() {
+                leave_slot(db.to_u32(), true); // DROP EXTENSION: the launcher probes again later
+                return;
+            }
+            match run_pass() {
+                Some(pass) => {
+                    if pass.sql_due && runner.as_ref().is_none_or(|r| r.pid().is_err()) {
+                        runner = sql_runner::start(db);
+                    }
+                    if pass.busy {
+                        sleep = Duration::ZERO;
+                    } else if let Some(us) = pass.next_due {
+                        sleep = sleep.min(Duration::from_micros(us.max(0) as u64));
+                    }
+                }
+                None => sleep = Duration::from_secs(1),
+            }
+            if let Some(us) = notifier.flush(db.to_u32()) {
+                sleep = sleep.min(Duration::from_micros(us.max(0) as u64));
+            }
+        }
+        if !BackgroundWorker::wait_latch(Some(sleep.max(Duration::from_millis(1)))) {
+            break;
+        }
+    }
+    leave_slot(db.to_u32(), false);
+}

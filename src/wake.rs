@@ -1,0 +1,252 @@
+//! Shared-memory wake-ups between backends and dispatchers (DESIGN §5).
+//!
+//! A transaction that creates work notes what it did (`post`); at commit, and only then,
+//! the notes go into a small shared mailbox and the database's dispatcher latch is set.
+//! The dispatcher drains the mailbox and sends the coalesced NOTIFYs, so no hot-path
+//! transaction ever takes the cluster-wide NOTIFY lock. Without the preload there is no
+//! shared memory and all of this is a no-op: `workflow_dispatch()` polls instead.
+
+use pgrx::lwlock::PgLwLock;
+use pgrx::prelude::*;
+use pgrx::pg_sys;
+use pgrx::shmem::PGRXSharedMemory;
+use pgrx::{register_xact_callback, PgXactCallbackEvent};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub const MAX_DATABASES: usize = 64;
+pub const CAPACITY: usize = 1024;
+pub const QUEUE_LEN: usize = 63;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Empty = 0,
+    /// Claimable work in a queue, now or at `due_at` (a retry).
+    QueueReady = 1,
+    ExecutionFinished = 2,
+    ExecutionReady = 3,
+}
+
+#[derive(Copy, Clone)]
+#[repr(C)]
+pub struct Event {
+    pub db: u32,
+    pub kind: Kind,
+    queue_len: u8,
+    queue: [u8; QUEUE_LEN],
+    pub id: [u8; 16],
+    /// Microseconds since the Postgres epoch; 0 = now.
+    pub due_at: i64,
+}
+
+impl Event {
+    const EMPTY: Event = Event { db: 0, kind: Kind::Empty, queue_len: 0, queue: [0; QUEUE_LEN], id: [0; 16], due_at: 0 };
+
+    pub fn queue(&self) -> &str {
+        std::str::from_utf8(&self.queue[..self.queue_len as usize]).unwrap_or("default")
+    }
+}
+
+#[derive(Copy, Clone)]
+#[repr(C)]
+pub struct Slot {
+    pub db: u32,
+    pub pid: i32,
+    /// The dispatcher found no extension in its database and exited.
+    pub no_extension: bool,
+    /// Events were dropped because the mailbox was full: scan the tables instead.
+    pub overflowed: bool,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot { db: 0, pid: 0, no_extension: false, overflowed: false };
+}
+
+#[derive(Copy, Clone)]
+#[repr(C)]
+pub struct Mailbox {
+    pub launcher_pid: i32,
+    /// Set by CREATE EXTENSION (at commit): the launcher probes databases now.
+    pub probe_requested: bool,
+    pub slots: [Slot; MAX_DATABASES],
+    pub len: u32,
+    pub events: [Event; CAPACITY],
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        Mailbox {
+            launcher_pid: 0,
+            probe_requested: false,
+            slots: [Slot::EMPTY; MAX_DATABASES],
+            len: 0,
+            events: [Event::EMPTY; CAPACITY],
+        }
+    }
+}
+
+unsafe impl PGRXSharedMemory for Mailbox {}
+
+pub static MAILBOX: PgLwLock<Mailbox> = unsafe { PgLwLock::new(c"pg_workflow_mailbox") };
+
+/// True once shared memory was set up by the preload.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Called from `_PG_init` while preloading.
+pub fn init() {
+    pgrx::pg_shmem_init!(MAILBOX);
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// What this transaction will announce if it commits.
+#[derive(Default)]
+struct Pending {
+    registered: bool,
+    wake: bool,
+    events: Vec<Event>,
+}
+
+thread_local! {
+    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+}
+
+fn my_database() -> u32 {
+    unsafe { pg_sys::MyDatabaseId.to_u32() }
+}
+
+fn ensure_registered(p: &mut Pending) {
+    if p.registered {
+        return;
+    }
+    p.registered = true;
+    register_xact_callback(PgXactCallbackEvent::Commit, publish);
+    register_xact_callback(PgXactCallbackEvent::Abort, || PENDING.with(|p| *p.borrow_mut() = Pending::default()));
+}
+
+/// Wakes the dispatcher at commit (new timers, new sql steps, ...).
+pub fn wake_at_commit() {
+    if !enabled() {
+        return;
+    }
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        ensure_registered(&mut p);
+        p.wake = true;
+    });
+}
+
+fn post(kind: Kind, queue: &str, id: [u8; 16], due_at: i64) {
+    if !enabled() {
+        return;
+    }
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        ensure_registered(&mut p);
+        p.wake = true;
+        // Coalesce: one QueueReady per queue and due time per transaction.
+        if kind == Kind::QueueReady && p.events.iter().any(|e| e.kind == kind && e.queue() == queue && e.due_at == due_at) {
+            return;
+        }
+        let mut e = Event { db: my_database(), kind, id, due_at, ..Event::EMPTY };
+        let bytes = queue.as_bytes();
+        let n = bytes.len().min(QUEUE_LEN);
+        e.queue[..n].copy_from_slice(&bytes[..n]);
+        e.queue_len = n as u8;
+        p.events.push(e);
+    });
+}
+
+pub fn queue_ready(queue: &str, due_at: i64) {
+    post(Kind::QueueReady, queue, [0; 16], due_at);
+}
+
+pub fn execution_finished(id: &pgrx::Uuid) {
+    post(Kind::ExecutionFinished, "", *id.as_bytes(), 0);
+}
+
+pub fn execution_ready(id: &pgrx::Uuid) {
+    post(Kind::ExecutionReady, "", *id.as_bytes(), 0);
+}
+
+/// Commit callback: moves this transaction's events into shared memory and wakes the
+/// database's dispatcher.
+fn publish() {
+    let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    if !pending.wake {
+        return;
+    }
+    let db = my_database();
+    let mut target = 0;
+    {
+        let mut mb = MAILBOX.exclusive();
+        for e in pending.events {
+            if (mb.len as usize) < CAPACITY {
+                let at = mb.len as usize;
+                mb.events[at] = e;
+                mb.len += 1;
+            } else if let Some(slot) = mb.slots.iter_mut().find(|s| s.db == db) {
+                slot.overflowed = true;
+            }
+        }
+        if let Some(slot) = mb.slots.iter().find(|s| s.db == db && s.pid != 0) {
+            target = slot.pid;
+        }
+    }
+    if target != 0 && target != unsafe { pg_sys::MyProcPid } {
+        set_latch_of(target);
+    }
+}
+
+/// Sets the latch of the process with this pid, if it is alive.
+pub fn set_latch_of(pid: i32) {
+    unsafe {
+        let proc_ = pg_sys::BackendPidGetProc(pid);
+        if !proc_.is_null() {
+            pg_sys::SetLatch(&raw mut (*proc_).procLatch);
+        }
+    }
+}
+
+/// Asks the launcher (at commit) to look for databases with the extension now.
+pub fn request_probe_at_commit() {
+    if !enabled() {
+        return;
+    }
+    register_xact_callback(PgXactCallbackEvent::Commit, || {
+        let launcher = {
+            let mut mb = MAILBOX.exclusive();
+            mb.probe_requested = true;
+            mb.launcher_pid
+        };
+        if launcher != 0 {
+            set_latch_of(launcher);
+        }
+    });
+}
+
+/// Takes every event of database `db`, and whether events were lost to overflow.
+pub fn drain(db: u32) -> (Vec<Event>, bool) {
+    let mut mb = MAILBOX.exclusive();
+    let mut taken = Vec::new();
+    let mut kept = 0usize;
+    for i in 0..mb.len as usize {
+        let e = mb.events[i];
+        if e.db == db {
+            taken.push(e);
+        } else {
+            mb.events[kept] = e;
+            kept += 1;
+        }
+    }
+    mb.len = kept as u32;
+    let mut overflowed = false;
+    if let Some(slot) = mb.slots.iter_mut().find(|s| s.db == db) {
+        overflowed = std::mem::take(&mut slot.overflowed);
+    }
+    (taken, overflowed)
+}

@@ -1,0 +1,206 @@
+//! The background worker, through real connections: nobody calls workflow_dispatch()
+//! here. Waits are on conditions (a notification, a row) with generous bounds, never a
+//! fixed sleep; the bounds only keep a broken build from hanging CI.
+
+use pg_workflow_client_tests::{base_url, connect, fresh_database};
+use fallible_iterator::FallibleIterator;
+use postgres::Client;
+use std::time::{Duration, Instant};
+
+const BOUND: Duration = Duration::from_secs(30);
+
+/// Waits until `query` returns true.
+fn wait_for(db: &mut Client, query: &str, what: &str) {
+    let start = Instant::now();
+    loop {
+        if db.query_one(query, &[]).unwrap().get::<_, bool>(0) {
+            return;
+        }
+        assert!(start.elapsed() < BOUND, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The next notification on `channel`, or a panic after BOUND.
+fn next_notification(db: &mut Client, channel: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let left = BOUND.saturating_sub(start.elapsed());
+        assert!(!left.is_zero(), "no notification on {channel}");
+        let mut notifications = db.notifications();
+        let mut it = notifications.timeout_iter(left);
+        if let Some(n) = it.next().unwrap() {
+            if n.channel() == channel {
+                return n.payload().to_owned();
+            }
+        }
+    }
+}
+
+#[test]
+fn listeners_hear_of_new_work_and_finished_executions() {
+    let url = fresh_database("pgw_bg_listen");
+    let mut listener = connect(&url);
+    listener.batch_execute("LISTEN workflow_activity_ready; LISTEN workflow_execution_finished").unwrap();
+    let mut db = connect(&url);
+    db.batch_execute(r#"SELECT workflow_define('one', '{"steps": [{"name": "a", "activity": "t", "queue": "emails"}]}')"#).unwrap();
+    let id: String = db.query_one("SELECT workflow_start('one')::text", &[]).unwrap().get(0);
+    assert_eq!(next_notification(&mut listener, "workflow_activity_ready"), "emails");
+    db.batch_execute("SELECT workflow_complete_activity(activity_id, '1') FROM workflow_claim('emails', 'w')").unwrap();
+    assert_eq!(next_notification(&mut listener, "workflow_execution_finished"), id);
+}
+
+#[test]
+fn a_retry_and_an_expired_lease_come_back_without_anyone_dispatching() {
+    let url = fresh_database("pgw_bg_retry");
+    let mut listener = connect(&url);
+    let mut db = connect(&url);
+    db.batch_execute(
+        r#"SELECT workflow_define('flaky', '{"steps": [{"name": "a", "activity": "t",
+             "retry": {"max_attempts": 5, "initial_interval": "300ms", "jitter": 0}}]}');
+           SELECT workflow_start('flaky');"#,
+    )
+    .unwrap();
+    let outcome: String = db
+        .query_one("SELECT workflow_fail_activity(activity_id, '\"503\"', attempt) FROM workflow_claim('default', 'w')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(outcome, "retrying");
+    listener.batch_execute("LISTEN workflow_activity_ready").unwrap();
+    // The dispatcher announces the retry when its backoff has passed.
+    assert_eq!(next_notification(&mut listener, "workflow_activity_ready"), "default");
+    let attempt: i32 = db.query_one("SELECT attempt FROM workflow_claim('default', 'w', 1, '200 milliseconds')", &[]).unwrap().get(0);
+    assert_eq!(attempt, 2);
+    // Attempt 2 is never finished: its lease expires and the dispatcher retries it.
+    wait_for(&mut db, "SELECT status = 'scheduled' AND error->>'type' = 'Timeout' FROM workflow_activity", "lease expiry");
+    assert_eq!(next_notification(&mut listener, "workflow_activity_ready"), "default");
+}
+
+#[test]
+fn timers_and_await_work_without_dispatch() {
+    let url = fresh_database("pgw_bg_timer");
+    let mut db = connect(&url);
+    db.batch_execute(r#"SELECT workflow_define('nap', '{"steps": [{"name": "pause", "sleep": "200ms"}]}')"#).unwrap();
+    let id: String = db.query_one("SELECT workflow_start('nap')::text", &[]).unwrap().get(0);
+    let status: serde_json::Value = db
+        .query_one("SELECT workflow_await($1::text::uuid, '20 seconds')::text", &[&id])
+        .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
+        .unwrap();
+    assert_eq!(status["status"], "completed", "the await returns once the sleep has fired");
+    let sdk: String = db.query_one("SELECT workflow_start('sdk')::text", &[]).unwrap().get(0);
+    let still: serde_json::Value = db
+        .query_one("SELECT workflow_await($1::text::uuid, '50 milliseconds')::text", &[&sdk])
+        .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
+        .unwrap();
+    assert_eq!(still["status"], "running", "an await times out on an execution that does not finish");
+}
+
+#[test]
+fn an_sql_step_runs_exactly_once_even_when_its_runner_is_killed() {
+    let url = fresh_database("pgw_bg_sql");
+    let mut db = connect(&url);
+    db.batch_execute(
+        r#"CREATE TABLE effects (n int);
+           CREATE FUNCTION slow_effect(input jsonb) RETURNS int LANGUAGE sql AS $$
+               INSERT INTO effects VALUES ((input->'input'->>'n')::int);
+               SELECT pg_sleep(2);
+               SELECT count(*)::int FROM effects;
+           $$;
+           SELECT workflow_define('effectful', '{"steps": [{"name": "apply", "sql": "SELECT slow_effect($1)"}]}');"#,
+    )
+    .unwrap();
+    let id: String = db.query_one(r#"SELECT workflow_start('effectful', '{"n": 7}')::text"#, &[]).unwrap().get(0);
+    wait_for(
+        &mut db,
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner' AND wait_event = 'PgSleep')",
+        "the runner to start the step",
+    );
+    let killed: bool = db
+        .query_one("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner'", &[])
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    wait_for(&mut db, &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{id}'"), "completion");
+    let effects: i64 = db.query_one("SELECT count(*) FROM effects", &[]).unwrap().get(0);
+    assert_eq!(effects, 1, "the killed run's effect was rolled back with it");
+    let row = db.query_one("SELECT output::text, attempt FROM workflow_activity", &[]).unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), ("1".to_owned(), 1));
+}
+
+#[test]
+fn an_sql_step_has_only_its_definers_rights() {
+    let url = fresh_database("pgw_bg_rights");
+    let mut admin = connect(&url);
+    admin
+        .batch_execute(
+            r#"DROP ROLE IF EXISTS pgw_alice;
+               CREATE ROLE pgw_alice LOGIN;
+               GRANT ALL ON ALL TABLES IN SCHEMA public TO pgw_alice;
+               GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO pgw_alice;
+               CREATE TABLE secret (v text); INSERT INTO secret VALUES ('s3cr3t');
+               REVOKE ALL ON secret FROM pgw_alice;"#,
+        )
+        .unwrap();
+    let mut alice = connect(&format!("{url} user=pgw_alice"));
+    alice
+        .batch_execute(
+            r#"SELECT workflow_define('peek', '{"steps": [{"name": "read", "sql": "SELECT v FROM secret", "retry": {"max_attempts": 1}}]}');
+               SELECT workflow_define('escalate', '{"steps": [{"name": "become", "sql": "SET ROLE postgres", "retry": {"max_attempts": 1}}]}');"#,
+        )
+        .unwrap();
+    // Started by the superuser, run by a superuser worker: still only alice's rights.
+    for (workflow, sqlstate) in [("peek", "42501"), ("escalate", "42501")] {
+        let id: String = admin.query_one(&format!("SELECT workflow_start('{workflow}')::text"), &[]).unwrap().get(0);
+        wait_for(&mut admin, &format!("SELECT status = 'failed' FROM workflow_execution WHERE id = '{id}'"), workflow);
+        let code: String = admin
+            .query_one(&format!("SELECT error->'error'->>'sqlstate' FROM workflow_execution WHERE id = '{id}'"), &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(code, sqlstate, "{workflow}");
+    }
+    drop(alice);
+    admin.batch_execute("DROP OWNED BY pgw_alice CASCADE").unwrap();
+}
+
+#[test]
+fn dispatchers_in_two_databases_work_independently() {
+    let urls = [fresh_database("pgw_bg_db_one"), fresh_database("pgw_bg_db_two")];
+    for url in &urls {
+        connect(url)
+            .batch_execute(r#"SELECT workflow_define('nap', '{"steps": [{"name": "pause", "sleep": "100ms"}]}'); SELECT workflow_start('nap');"#)
+            .unwrap();
+    }
+    for url in &urls {
+        wait_for(&mut connect(url), "SELECT bool_and(status = 'completed') FROM workflow_execution", url);
+    }
+    let mut admin = connect(&format!("{} dbname=postgres", base_url()));
+    let dispatchers: i64 = admin
+        .query_one(
+            "SELECT count(DISTINCT datname) FROM pg_stat_activity WHERE backend_type = 'pg_workflow dispatcher' \
+             AND datname IN ('pgw_bg_db_one', 'pgw_bg_db_two')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(dispatchers, 2);
+}
+
+#[test]
+fn retention_deletes_old_finished_executions() {
+    let url = fresh_database("pgw_bg_retention");
+    let mut db = connect(&url);
+    db.batch_execute(
+        r#"SELECT workflow_define('quick', '{"steps": [{"name": "a", "activity": "t"}]}');
+           SELECT workflow_start('quick'), workflow_start('quick');
+           SELECT workflow_complete_activity(activity_id) FROM workflow_claim('default', 'w', 1);
+           UPDATE workflow_execution SET finished_at = now() - interval '2 days' WHERE status = 'completed';"#,
+    )
+    .unwrap();
+    db.batch_execute("ALTER SYSTEM SET workflow.retention = '1 day'").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    wait_for(&mut db, "SELECT count(*) = 1 FROM workflow_execution", "retention to delete the old execution");
+    db.batch_execute("ALTER SYSTEM RESET workflow.retention").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let left: String = db.query_one("SELECT status FROM workflow_execution", &[]).unwrap().get(0);
+    assert_eq!(left, "running", "the unfinished one stays");
+}
