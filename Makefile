@@ -3,7 +3,7 @@
 #               with pg_workflow preloaded and run a demo workflow end to end
 #   make test   install what is missing and run every test
 
-.PHONY: run test deps install stop clean
+.PHONY: run test bench deps install stop clean
 
 run: deps
 	scripts/install.sh
@@ -11,6 +11,10 @@ run: deps
 
 test:
 	scripts/test.sh
+
+# Throughput and pickup latency beside the raw-Postgres ceiling (not part of `make test`).
+bench:
+	scripts/bench.sh
 
 deps:
 	scripts/deps.sh

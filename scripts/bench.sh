@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `make bench`: builds the extension in release mode, starts a throwaway cluster with
+# it preloaded (fsync and synchronous_commit on, as in production), runs the benchmark
+# and stops the cluster. Results: the table on stdout, and bench/results.json.
+#   PGWORKFLOW_BENCH_SECONDS  seconds per measured run (default 8)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+dir=/tmp/pg_workflow-bench/cluster
+port=${PGWORKFLOW_BENCH_PORT:-28817}
+mkdir -p "$(dirname "$dir")"
+scripts/cluster.sh stop "$dir" 2>/dev/null || true
+echo "==> building pg_workflow (release) and the benchmark"
+scripts/install.sh --release
+cargo build --release --quiet --manifest-path bench/Cargo.toml
+echo "==> throwaway PostgreSQL 15 on port $port; machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
+scripts/cluster.sh start "$dir" "$port" "shared_buffers = 512MB" "max_wal_size = 4GB"
+trap 'scripts/cluster.sh stop "$dir"' EXIT
+bench/target/release/pg_workflow_bench "host=127.0.0.1 port=$port user=postgres" \
+    "${PGWORKFLOW_BENCH_SECONDS:-8}" bench/results.json
