@@ -295,3 +295,29 @@ fn nothing_is_granted_to_public() {
     );
     assert_eq!(public_grants, 0);
 }
+
+#[pg_test]
+fn complete_activities_finishes_a_batch_in_one_call() {
+    define_pipeline();
+    run("SELECT workflow_start('doc') FROM generate_series(1, 3)");
+    let (ids, attempts) = Spi::get_two::<Vec<Uuid>, Vec<i32>>(
+        "SELECT array_agg(activity_id), array_agg(attempt) FROM workflow_claim('default', 'w', 10)",
+    )
+    .unwrap();
+    let (ids, attempts) = (ids.unwrap(), attempts.unwrap());
+    assert_eq!(ids.len(), 3);
+    let list = |v: &[Uuid]| v.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>().join(",");
+    let result = one::<Vec<bool>>(&format!(
+        "SELECT workflow_complete_activities(ARRAY[{}]::uuid[], ARRAY['1', '2', '3']::jsonb[], ARRAY{attempts:?})",
+        list(&ids)
+    ));
+    assert_eq!(result, vec![true, true, true]);
+    assert_eq!(one::<i64>("SELECT count(*) FROM workflow_activity WHERE step_key = 'chunk' AND status = 'scheduled'"), 3);
+    let again = one::<Vec<bool>>(&format!("SELECT workflow_complete_activities(ARRAY[{}]::uuid[])", list(&ids[..1])));
+    assert_eq!(again, vec![false], "repeating is a no-op");
+    assert_eq!(
+        sqlstate_of(&format!("SELECT workflow_complete_activities(ARRAY[{}]::uuid[], ARRAY['1']::jsonb[])", list(&ids))),
+        Some(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE),
+        "outputs must match activity_ids"
+    );
+}

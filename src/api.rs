@@ -70,6 +70,18 @@ fn workflow_complete_activity(
     Spi::connect_mut(|c| activity::complete(c, activity_id, output, attempt)).or_raise()
 }
 
+/// Completes many activities in one call (one commit); element i says what completing
+/// activity i returned. Any error rolls the whole call back.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_complete_activities(
+    activity_ids: Option<Vec<Option<Uuid>>>,
+    outputs: default!(Option<Vec<Option<JsonB>>>, "NULL"),
+    attempts: default!(Option<Vec<Option<i32>>>, "NULL"),
+) -> Vec<bool> {
+    let outputs = outputs.map(|v| v.into_iter().map(json).collect());
+    Spi::connect_mut(|c| activity::complete_many(c, activity_ids, outputs, attempts)).or_raise()
+}
+
 /// Fails an attempt: 'retrying' or 'failed' ('cancelled' if the activity was cancelled).
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_fail_activity(

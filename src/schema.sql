@@ -37,9 +37,12 @@ CREATE TABLE workflow_execution (
     -- the client acts on the execution again
     ready_at           timestamptz,
     -- saga: NULL when nothing needs compensating
-    compensation       text        CHECK (compensation IN ('running', 'completed', 'failed')),
-    CONSTRAINT workflow_execution_idempotency UNIQUE (workflow_type, idempotency_key)
+    compensation       text        CHECK (compensation IN ('running', 'completed', 'failed'))
 ) WITH (fillfactor = 90);
+
+-- Partial: most starts have no key, and need no entry here.
+CREATE UNIQUE INDEX workflow_execution_idempotency ON workflow_execution (workflow_type, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
 CREATE INDEX workflow_execution_pending ON workflow_execution (started_at) WHERE status = 'pending';
 CREATE INDEX workflow_execution_parent ON workflow_execution (parent_id) WHERE parent_id IS NOT NULL;
@@ -106,9 +109,11 @@ CREATE TABLE workflow_signal (
     idempotency_key text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     consumed_at     timestamptz,
-    consumed_by     text,
-    CONSTRAINT workflow_signal_idempotency UNIQUE (execution_id, idempotency_key)
+    consumed_by     text
 );
+
+CREATE UNIQUE INDEX workflow_signal_idempotency ON workflow_signal (execution_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
 CREATE INDEX workflow_signal_unconsumed ON workflow_signal (execution_id, name, created_at)
     WHERE consumed_at IS NULL;

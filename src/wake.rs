@@ -57,10 +57,13 @@ pub struct Slot {
     pub no_extension: bool,
     /// Events were dropped because the mailbox was full: scan the tables instead.
     pub overflowed: bool,
+    /// A transaction changed timers (a sleep, a deadline, a delayed start, an sql step):
+    /// the dispatcher must run a pass, not just send notifications.
+    pub timers_changed: bool,
 }
 
 impl Slot {
-    const EMPTY: Slot = Slot { db: 0, pid: 0, no_extension: false, overflowed: false };
+    const EMPTY: Slot = Slot { db: 0, pid: 0, no_extension: false, overflowed: false, timers_changed: false };
 }
 
 #[derive(Copy, Clone)]
@@ -108,6 +111,7 @@ pub fn enabled() -> bool {
 struct Pending {
     registered: bool,
     wake: bool,
+    timers: bool,
     events: Vec<Event>,
 }
 
@@ -128,7 +132,7 @@ fn ensure_registered(p: &mut Pending) {
     register_xact_callback(PgXactCallbackEvent::Abort, || PENDING.with(|p| *p.borrow_mut() = Pending::default()));
 }
 
-/// Wakes the dispatcher at commit (new timers, new sql steps, ...).
+/// Wakes the dispatcher at commit for a pass: new timers, new sql steps, ...
 pub fn wake_at_commit() {
     if !enabled() {
         return;
@@ -137,6 +141,7 @@ pub fn wake_at_commit() {
         let mut p = p.borrow_mut();
         ensure_registered(&mut p);
         p.wake = true;
+        p.timers = true;
     });
 }
 
@@ -193,7 +198,8 @@ fn publish() {
                 slot.overflowed = true;
             }
         }
-        if let Some(slot) = mb.slots.iter().find(|s| s.db == db && s.pid != 0) {
+        if let Some(slot) = mb.slots.iter_mut().find(|s| s.db == db && s.pid != 0) {
+            slot.timers_changed |= pending.timers;
             target = slot.pid;
         }
     }
@@ -229,8 +235,16 @@ pub fn request_probe_at_commit() {
     });
 }
 
-/// Takes every event of database `db`, and whether events were lost to overflow.
-pub fn drain(db: u32) -> (Vec<Event>, bool) {
+/// What a dispatcher takes from the mailbox.
+pub struct Drained {
+    pub events: Vec<Event>,
+    /// Events were lost to a full mailbox.
+    pub overflowed: bool,
+    pub timers_changed: bool,
+}
+
+/// Takes every event of database `db`.
+pub fn drain(db: u32) -> Drained {
     let mut mb = MAILBOX.exclusive();
     let mut taken = Vec::new();
     let mut kept = 0usize;
@@ -244,9 +258,10 @@ pub fn drain(db: u32) -> (Vec<Event>, bool) {
         }
     }
     mb.len = kept as u32;
-    let mut overflowed = false;
+    let (mut overflowed, mut timers_changed) = (false, false);
     if let Some(slot) = mb.slots.iter_mut().find(|s| s.db == db) {
         overflowed = std::mem::take(&mut slot.overflowed);
+        timers_changed = std::mem::take(&mut slot.timers_changed);
     }
-    (taken, overflowed)
+    Drained { events: taken, overflowed, timers_changed }
 }

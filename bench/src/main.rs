@@ -2,10 +2,11 @@
 //! on the same cluster. Every workload is self-sustaining (each finished job starts the
 //! next in the same transaction), so the backlog stays constant while it is measured.
 //!
-//!   W1  three-step declared workflows, workers claim in batches of 10
+//!   W1  three-step declared workflows, workers claim in batches of 10 and complete each
+//!       batch in one call (workflow_complete_activities): one commit per batch
 //!   W3  single-activity workflows (the job-queue case), batches of 1
-//!   ceiling  the same cycle on a plain table: SKIP LOCKED claim, then per job one
-//!            transaction that marks it done and inserts the next one
+//!   ceiling  the same cycle on a plain table: SKIP LOCKED claim, then one transaction
+//!            that marks the job (W3) or the batch (W1) done and inserts the next ones
 //!   W2  pickup latency: LISTENing workers, single-step workflows started at a steady
 //!       pace, from the start's commit to the worker's claim
 //!
@@ -104,8 +105,10 @@ fn run(url: &str, system: System, workload: Workload, workers: usize, secs: u64)
                     System::PgWorkflow => (
                         db.prepare("SELECT activity_id, step_key, attempt FROM workflow_claim('default', $1, $2, '5 minutes')").unwrap(),
                         db.prepare(match workload {
-                            Workload::ThreeStep => "SELECT workflow_complete_activity($1, '{\"ok\": true}', $3), \
-                                 CASE WHEN $2 = 'c' THEN workflow_start('three', '{\"doc\": 1}') END",
+                            // The whole claimed batch in one call and one commit; finished
+                            // workflows are replaced by new ones in the same transaction.
+                            Workload::ThreeStep => "SELECT workflow_complete_activities($1::uuid[], NULL, $2::int4[]), \
+                                 (SELECT count(workflow_start('three', '{\"doc\": 1}')) FROM generate_series(1, $3::int4))",
                             Workload::Job => "SELECT workflow_complete_activity($1, '{\"ok\": true}', $3), \
                                  workflow_start('job', '{\"doc\": 1}'), $2::text",
                         })
@@ -120,11 +123,14 @@ fn run(url: &str, system: System, workload: Workload, workers: usize, secs: u64)
                              RETURNING id, 'x'::text, attempt",
                         )
                         .unwrap(),
-                        db.prepare(
-                            "WITH done AS (UPDATE ceiling_jobs SET status = 'done' WHERE id = $1 AND $2::text IS NOT NULL \
-                               AND attempt = $3 RETURNING payload) \
-                             INSERT INTO ceiling_jobs (payload) SELECT payload FROM done",
-                        )
+                        db.prepare(match workload {
+                            Workload::ThreeStep => "WITH done AS (UPDATE ceiling_jobs SET status = 'done' \
+                                   WHERE id = ANY($1::int8[]) AND attempt = ANY($2::int4[]) AND $3::int4 IS NOT NULL RETURNING payload) \
+                                 INSERT INTO ceiling_jobs (payload) SELECT payload FROM done",
+                            Workload::Job => "WITH done AS (UPDATE ceiling_jobs SET status = 'done' WHERE id = $1 \
+                                   AND $2::text IS NOT NULL AND attempt = $3 RETURNING payload) \
+                                 INSERT INTO ceiling_jobs (payload) SELECT payload FROM done",
+                        })
                         .unwrap(),
                     ),
                 };
@@ -133,6 +139,30 @@ fn run(url: &str, system: System, workload: Workload, workers: usize, secs: u64)
                     let counting = measuring.load(Ordering::Relaxed);
                     if counting {
                         commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if workload == Workload::ThreeStep {
+                        if rows.is_empty() {
+                            continue;
+                        }
+                        let attempts: Vec<i32> = rows.iter().map(|r| r.get(2)).collect();
+                        let finished = rows.iter().filter(|r| r.get::<_, String>(1) == "c").count() as i32;
+                        match system {
+                            System::PgWorkflow => {
+                                let ids: Vec<UuidBytes> = rows.iter().map(|r| r.get(0)).collect();
+                                db.execute(&complete, &[&ids, &attempts, &finished]).unwrap();
+                            }
+                            System::Ceiling => {
+                                let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+                                db.execute(&complete, &[&ids, &attempts, &finished]).unwrap();
+                            }
+                        }
+                        if counting {
+                            commits.fetch_add(1, Ordering::Relaxed);
+                            steps.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                            let wf = if system == System::Ceiling { rows.len() as u64 } else { finished as u64 };
+                            workflows.fetch_add(wf, Ordering::Relaxed);
+                        }
+                        continue;
                     }
                     for row in rows {
                         let key: String = row.get(1);
@@ -314,8 +344,17 @@ fn main() {
     println!("pg_workflow benchmark: {secs} s per run after {} s warm-up; each figure beside the ceiling of the same cycle on a plain table", WARMUP.as_secs());
     println!();
     println!("{:<34} {:>7} {:>14} {:>14} {:>7} {:>12} {:>12}", "workload", "workers", "pg_workflow", "ceiling", "ratio", "commits/step", "WAL B/step");
-    for (workload, label) in [(Workload::Job, "W3 single-activity jobs/s"), (Workload::ThreeStep, "W1 3-step workflows, batch 10")] {
-        for &workers in &WORKER_COUNTS {
+    // PGWORKFLOW_BENCH_ONLY=w1|w3|w2 and PGWORKFLOW_BENCH_WORKERS=4 narrow a run while profiling.
+    let only = std::env::var("PGWORKFLOW_BENCH_ONLY").unwrap_or_default();
+    let worker_counts: Vec<usize> = std::env::var("PGWORKFLOW_BENCH_WORKERS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| WORKER_COUNTS.to_vec());
+    for (workload, label, key) in [(Workload::Job, "W3 single-activity jobs/s", "w3"), (Workload::ThreeStep, "W1 3-step workflows, batch 10", "w1")] {
+        if !only.is_empty() && only != key {
+            continue;
+        }
+        for &workers in &worker_counts {
             let pgw_url = fresh_db(&base, "pgw_bench");
             setup(&pgw_url, System::PgWorkflow);
             let pgw = run(&pgw_url, System::PgWorkflow, workload, workers, secs);
@@ -349,6 +388,9 @@ fn main() {
                 "ratio_steps": ratio,
             }));
         }
+    }
+    if !only.is_empty() && only != "w2" {
+        return;
     }
     let url = fresh_db(&base, "pgw_bench_latency");
     connect(&url)

@@ -2,7 +2,8 @@
 //! `workflow_activity_ready` per queue, retries announced when they fall due.
 
 use super::guarded;
-use crate::wake::{self, Kind};
+use crate::engine::notify as statements;
+use crate::wake::{Event, Kind};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,13 +24,12 @@ fn uuid_text(bytes: &[u8; 16]) -> String {
 
 impl Notifier {
     /// Sends what is due; returns microseconds until the next retry to announce.
-    pub fn flush(&mut self, db: u32) -> Option<i64> {
-        let (events, overflowed) = wake::drain(db);
+    pub fn flush(&mut self, events: &[Event], overflowed: bool) -> Option<i64> {
         let now = now_micros();
         let mut channels: Vec<String> = Vec::new();
         let mut payloads: Vec<String> = Vec::new();
         let mut queues: BTreeSet<String> = BTreeSet::new();
-        for e in &events {
+        for e in events {
             match e.kind {
                 Kind::QueueReady if e.due_at > now => {
                     self.later.entry(e.due_at).or_default().insert(e.queue().to_owned());
@@ -52,34 +52,16 @@ impl Notifier {
         for k in due {
             queues.extend(self.later.remove(&k).unwrap_or_default());
         }
-        let scan_queues = overflowed;
-        if channels.is_empty() && queues.is_empty() && !scan_queues {
-            return self.later.keys().next().map(|t| t - now);
+        if !channels.is_empty() || !queues.is_empty() || overflowed {
+            for q in queues {
+                channels.push("workflow_activity_ready".into());
+                payloads.push(q);
+            }
+            guarded("sending notifications", move || {
+                Spi::connect_mut(|c| statements::send(c, channels, payloads, overflowed))
+                    .unwrap_or_else(|e| pgrx::warning!("pg_workflow: notify: {e}"))
+            });
         }
-        for q in queues {
-            channels.push("workflow_activity_ready".into());
-            payloads.push(q);
-        }
-        guarded("sending notifications", move || {
-            Spi::connect_mut(|c| {
-                if scan_queues {
-                    // Events were lost to a full mailbox: announce every queue with work.
-                    let _ = c.update(
-                        "SELECT pg_catalog.pg_notify('workflow_activity_ready', queue) FROM (SELECT DISTINCT queue \
-                         FROM workflow_activity WHERE status = 'scheduled' AND kind = 'task' AND scheduled_at <= now()) q",
-                        None,
-                        &[],
-                    );
-                }
-                if !channels.is_empty() {
-                    let _ = c.update(
-                        "SELECT pg_catalog.pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)",
-                        None,
-                        &[channels.into(), payloads.into()],
-                    );
-                }
-            })
-        });
         self.later.keys().next().map(|t| t - now)
     }
 }

@@ -11,10 +11,11 @@ use crate::wake::{self, MAILBOX};
 use pgrx::bgworkers::{BackgroundWorker, DynamicBackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn extension_exists() -> bool {
     guarded("looking for the extension", || {
+        // Before the first statement of the engine's: its schema lookup needs the extension.
         Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_workflow')")
             .ok()
             .flatten()
@@ -93,32 +94,41 @@ pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
     let mut notifier = Notifier::default();
     let mut runner: Option<DynamicBackgroundWorker> = None;
     let max_sleep = || Duration::from_millis(gucs::MAX_SLEEP_MS.get().max(10) as u64);
+    // A pass runs when something is due or a transaction changed timers; a commit that
+    // only made work claimable costs the dispatcher a NOTIFY, not a pass.
+    let mut next_pass = Instant::now();
     loop {
         reload_if_asked();
-        let mut sleep = max_sleep();
+        let drained = wake::drain(db.to_u32());
+        let mut wake_in = max_sleep();
         if gucs::ENABLED.get() {
-            if !extension_exists() {
-                leave_slot(db.to_u32(), true); // DROP EXTENSION: the launcher probes again later
-                return;
-            }
-            match run_pass() {
-                Some(pass) => {
-                    if pass.sql_due && runner.as_ref().is_none_or(|r| r.pid().is_err()) {
-                        runner = sql_runner::start(db);
-                    }
-                    if pass.busy {
-                        sleep = Duration::ZERO;
-                    } else if let Some(us) = pass.next_due {
-                        sleep = sleep.min(Duration::from_micros(us.max(0) as u64));
-                    }
+            if drained.timers_changed || Instant::now() >= next_pass {
+                if !extension_exists() {
+                    leave_slot(db.to_u32(), true); // DROP EXTENSION: the launcher probes again later
+                    return;
                 }
-                None => sleep = Duration::from_secs(1),
+                let mut until_next = max_sleep();
+                match run_pass() {
+                    Some(pass) => {
+                        if pass.sql_due && runner.as_ref().is_none_or(|r| r.pid().is_err()) {
+                            runner = sql_runner::start(db);
+                        }
+                        if pass.busy {
+                            until_next = Duration::ZERO;
+                        } else if let Some(us) = pass.next_due {
+                            until_next = until_next.min(Duration::from_micros(us.max(0) as u64));
+                        }
+                    }
+                    None => until_next = Duration::from_secs(1),
+                }
+                next_pass = Instant::now() + until_next;
             }
-            if let Some(us) = notifier.flush(db.to_u32()) {
-                sleep = sleep.min(Duration::from_micros(us.max(0) as u64));
+            wake_in = next_pass.saturating_duration_since(Instant::now());
+            if let Some(us) = notifier.flush(&drained.events, drained.overflowed) {
+                wake_in = wake_in.min(Duration::from_micros(us.max(0) as u64));
             }
         }
-        if !BackgroundWorker::wait_latch(Some(sleep.max(Duration::from_millis(1)))) {
+        if !BackgroundWorker::wait_latch(Some(wake_in.max(Duration::from_millis(1)))) {
             break;
         }
     }

@@ -16,15 +16,21 @@ use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Uuid};
 use serde_json::{json, Value};
 
-static EXECUTION_OF: Statement = Statement {
-    sql: "SELECT execution_id FROM @extschema@.workflow_activity WHERE id = $1",
-    args: &[UUIDOID],
-};
 static LOCK: Statement = Statement {
     sql: "SELECT status, attempt, step_key, kind, retry, coalesce(lease_expires_at < now(), false), \
                  scheduled_at <= now(), coalesce(expires_at < now(), false) \
           FROM @extschema@.workflow_activity WHERE id = $1 FOR UPDATE",
     args: &[UUIDOID],
+};
+// The common case in one statement: a task completed by its current claim (or by an
+// unfenced caller while it is running or scheduled). Anything else takes the slow path.
+static FAST_COMPLETE: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_activity \
+          SET status = 'completed', output = $2, finished_at = now(), lease_expires_at = NULL \
+          WHERE id = $1 AND kind = 'task' \
+            AND (($3::int4 IS NULL AND status IN ('running', 'scheduled')) OR (status = 'running' AND attempt = $3)) \
+          RETURNING step_key",
+    args: &[UUIDOID, JSONBOID, INT4OID],
 };
 static COMPLETE: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_activity \
@@ -88,15 +94,11 @@ fn required_id(field: &str, id: Option<Uuid>) -> Result<Uuid> {
     id.ok_or_else(|| WorkflowError::invalid(format!("{field} must not be NULL; pass the id workflow_claim returned")))
 }
 
+
 /// Locks the activity's execution, then the activity (the engine's lock order).
 fn lock(client: &mut SpiClient<'_>, id: Uuid) -> Result<(Execution, Locked)> {
     let not_found = || WorkflowError::not_found(format!("workflow activity {id} does not exist"));
-    let exec_id: Uuid = run(client, &EXECUTION_OF, &[arg(id)])?
-        .into_iter()
-        .next()
-        .and_then(|r| r.get::<Uuid>(1).ok().flatten())
-        .ok_or_else(not_found)?;
-    let exec = execution::lock(client, exec_id)?;
+    let exec = execution::lock_of_activity(client, id)?;
     let rows = run(client, &LOCK, &[arg(id)])?;
     let row = rows.into_iter().next().ok_or_else(not_found)?;
     let act = Locked {
@@ -153,6 +155,13 @@ fn after_step(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str) -> R
 pub fn complete(client: &mut SpiClient<'_>, id: Option<Uuid>, output: Value, attempt: Option<i32>) -> Result<bool> {
     let id = required_id("activity_id", id)?;
     limits::check_payload("output", &output)?;
+    let exec = execution::lock_of_activity(client, id)?;
+    if let Some(row) = run(client, &FAST_COMPLETE, &[arg(id), arg(JsonB(output.clone())), arg(attempt)])?.into_iter().next() {
+        let step_key: String = row.get(1)?.unwrap_or_default();
+        after_step(client, &exec, &step_key)?;
+        return Ok(true);
+    }
+    // Slow path: say why not, or return false for a repeated or late call.
     let (exec, act) = lock(client, id)?;
     if act.status == "completed" || act.status == "cancelled" {
         return Ok(false);
@@ -161,6 +170,40 @@ pub fn complete(client: &mut SpiClient<'_>, id: Option<Uuid>, output: Value, att
     mark_completed(client, id, output)?;
     after_step(client, &exec, &act.step_key)?;
     Ok(true)
+}
+
+pub const MAX_BATCH: usize = 10_000;
+
+/// `workflow_complete_activities`: many completions in one transaction (one commit for
+/// a worker's whole batch). Element i of the result is what completing activity i
+/// returned; any error (a stale claim, an unknown id) rolls back the whole call.
+pub fn complete_many(
+    client: &mut SpiClient<'_>,
+    ids: Option<Vec<Option<Uuid>>>,
+    outputs: Option<Vec<Option<Value>>>,
+    attempts: Option<Vec<Option<i32>>>,
+) -> Result<Vec<bool>> {
+    let ids = ids.ok_or_else(|| WorkflowError::invalid("activity_ids must not be NULL; pass the ids workflow_claim returned"))?;
+    if ids.len() > MAX_BATCH {
+        return Err(WorkflowError::invalid(format!("activity_ids has {} elements; at most {MAX_BATCH} are allowed", ids.len())));
+    }
+    for (field, len) in [("outputs", outputs.as_ref().map(Vec::len)), ("attempts", attempts.as_ref().map(Vec::len))] {
+        if len.is_some_and(|n| n != ids.len()) {
+            return Err(WorkflowError::invalid(format!(
+                "{field} has {} elements but activity_ids has {}; pass one per activity, or NULL",
+                len.unwrap_or(0),
+                ids.len()
+            )));
+        }
+    }
+    let mut done = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let id = id.ok_or_else(|| WorkflowError::invalid(format!("activity_ids[{}] is NULL", i + 1)))?;
+        let output = outputs.as_ref().and_then(|o| o[i].clone()).unwrap_or(Value::Null);
+        let attempt = attempts.as_ref().and_then(|a| a[i]);
+        done.push(complete(client, Some(id), output, attempt)?);
+    }
+    Ok(done)
 }
 
 /// An error as stored: objects as given, a string becomes `{"message": ...}`.

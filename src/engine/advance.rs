@@ -40,6 +40,15 @@ fn step_states(client: &mut SpiClient<'_>, id: pgrx::Uuid) -> Result<HashMap<Str
 
 /// Moves a locked execution forward as far as it can go now.
 pub fn advance(client: &mut SpiClient<'_>, exec: &Execution) -> Result<()> {
+    walk(client, exec, false)
+}
+
+/// `advance` for an execution this transaction just inserted: it has no steps yet.
+pub fn advance_new(client: &mut SpiClient<'_>, exec: &Execution) -> Result<()> {
+    walk(client, exec, true)
+}
+
+fn walk(client: &mut SpiClient<'_>, exec: &Execution, mut new: bool) -> Result<()> {
     if exec.status != "running" {
         return Ok(());
     }
@@ -52,7 +61,7 @@ pub fn advance(client: &mut SpiClient<'_>, exec: &Execution) -> Result<()> {
     // Steps that complete as they are scheduled (a buffered signal, a map over []) can
     // make others ready, so go round until nothing more moves.
     loop {
-        let states = step_states(client, exec.id)?;
+        let states = if std::mem::take(&mut new) { HashMap::new() } else { step_states(client, exec.id)? };
         let done = |name: &str| matches!(states.get(name).map(String::as_str), Some("completed" | "skipped"));
         let mut all_done = true;
         let mut progressed = false;

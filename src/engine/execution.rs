@@ -38,6 +38,15 @@ macro_rules! execution_query {
     };
 }
 static LOCK: Statement = Statement { sql: execution_query!(" FOR UPDATE OF e"), args: &[UUIDOID] };
+// The execution of an activity, locked, in one statement (the activity is not locked).
+static LOCK_OF_ACTIVITY: Statement = Statement {
+    sql: "SELECT e.status, e.workflow_type, e.definition_version, d.xmin::text, e.id \
+          FROM @extschema@.workflow_activity a \
+          JOIN @extschema@.workflow_execution e ON e.id = a.execution_id \
+          LEFT JOIN @extschema@.workflow_definition d ON d.name = e.workflow_type AND d.version = e.definition_version \
+          WHERE a.id = $1 FOR UPDATE OF e",
+    args: &[UUIDOID],
+};
 static READ: Statement = Statement { sql: execution_query!(""), args: &[UUIDOID] };
 
 // A start time in the future makes the execution `pending`; dispatch starts it.
@@ -50,7 +59,7 @@ static INSERT: Statement = Statement {
                  $11, greatest(t.start_at, now()), \
                  greatest(t.start_at, now()) + $12::float8 * interval '1 microsecond', $13, $14 \
           FROM t \
-          ON CONFLICT (workflow_type, idempotency_key) DO NOTHING \
+          ON CONFLICT (workflow_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
           RETURNING status",
     args: &[
         UUIDOID, TEXTOID, INT4OID, TEXTOID, JSONBOID, TEXTOID, INT4OID, JSONBOID, TIMESTAMPTZOID, INT8OID, TEXTOID,
@@ -112,6 +121,16 @@ pub fn lock(client: &mut SpiClient<'_>, id: Uuid) -> Result<Execution> {
     fetch(client, &LOCK, id)
 }
 
+/// Locks the execution of activity `activity_id`; P0002 if there is no such activity.
+pub fn lock_of_activity(client: &mut SpiClient<'_>, activity_id: Uuid) -> Result<Execution> {
+    let row = run(client, &LOCK_OF_ACTIVITY, &[arg(activity_id)])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| WorkflowError::not_found(format!("workflow activity {activity_id} does not exist")))?;
+    let id: Uuid = row.get(5)?.ok_or_else(|| WorkflowError::internal("execution without id"))?;
+    execution_from_row(client, id, &row)
+}
+
 /// Reads an execution without locking it (for status queries).
 pub fn read(client: &mut SpiClient<'_>, id: Uuid) -> Result<Execution> {
     fetch(client, &READ, id)
@@ -123,6 +142,10 @@ fn fetch(client: &mut SpiClient<'_>, stmt: &'static Statement, id: Uuid) -> Resu
         .into_iter()
         .next()
         .ok_or_else(|| WorkflowError::not_found(format!("workflow execution {id} does not exist")))?;
+    execution_from_row(client, id, &row)
+}
+
+fn execution_from_row(client: &mut SpiClient<'_>, id: Uuid, row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Execution> {
     let status: String = row.get(1)?.unwrap_or_default();
     let workflow_type: String = row.get(2)?.unwrap_or_default();
     let version: Option<i32> = row.get(3)?;
@@ -166,11 +189,11 @@ fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>) -> Result<Uuid> {
     let opts = new.opts;
     let start_at = opts.start_at.as_deref().map(|t| parse_timestamptz("options.start_at", t)).transpose()?;
     let current = definitions::current(client, new.workflow_type)?;
-    let timeout = match (&current, opts.timeout) {
-        (_, Some(t)) => Some(t),
-        (Some((version, stamp)), None) => definitions::load(client, new.workflow_type, *version, stamp)?.timeout,
-        (None, None) => None,
+    let definition = match &current {
+        Some((version, stamp)) => Some(definitions::load(client, new.workflow_type, *version, stamp)?),
+        None => None,
     };
+    let timeout = opts.timeout.or_else(|| definition.as_ref().and_then(|d| d.timeout));
     let id = super::new_id();
     let inserted = run(
         client,
@@ -209,8 +232,9 @@ fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>) -> Result<Uuid> {
         }
     };
     if status.as_deref() == Some("running") {
-        let exec = lock(client, id)?;
-        advance::advance(client, &exec)?;
+        // Inserted by this transaction: nobody else can see it, so no lock and no read.
+        let exec = Execution { id, status: "running".into(), workflow_type: new.workflow_type.to_owned(), definition };
+        advance::advance_new(client, &exec)?;
     }
     if status.as_deref() == Some("pending") || timeout.is_some() {
         crate::wake::wake_at_commit(); // a delayed start or a deadline to keep

@@ -15,6 +15,7 @@ pub mod definitions;
 pub mod dispatch;
 pub mod execution;
 pub mod limits;
+pub mod notify;
 pub mod plan;
 pub mod signal;
 pub mod sql_step;

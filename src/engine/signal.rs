@@ -14,7 +14,7 @@ use serde_json::Value;
 static INSERT: Statement = Statement {
     sql: "INSERT INTO @extschema@.workflow_signal (id, execution_id, name, payload, idempotency_key) \
           VALUES ($1, $2, $3, $4, $5) \
-          ON CONFLICT (execution_id, idempotency_key) DO NOTHING RETURNING id",
+          ON CONFLICT (execution_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
     args: &[UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID],
 };
 static EXISTING: Statement = Statement {
