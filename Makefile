@@ -3,7 +3,7 @@
 #               with pg_workflow preloaded and run a demo workflow end to end
 #   make test   install what is missing and run every test
 
-.PHONY: run test bench deps install stop clean
+.PHONY: run test bench bench-long deps install stop clean
 
 run: deps
 	scripts/install.sh
@@ -15,6 +15,10 @@ test:
 # Throughput and pickup latency beside the raw-Postgres ceiling (not part of `make test`).
 bench:
 	scripts/bench.sh
+
+# One million executions, to see throughput and table size stay flat (about 10 minutes).
+bench-long:
+	PGWORKFLOW_BENCH_LONG=1000000 scripts/bench.sh
 
 deps:
 	scripts/deps.sh

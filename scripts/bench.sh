@@ -3,6 +3,8 @@
 # it preloaded (fsync and synchronous_commit on, as in production), runs the benchmark
 # and stops the cluster. Results: the table on stdout, and bench/results.json.
 #   PGWORKFLOW_BENCH_SECONDS  seconds per measured run (default 8)
+#   PGWORKFLOW_BENCH_LONG=N   instead: the long run of N executions (make bench-long),
+#                             with workflow.retention = '1 minute' so tables stay bounded
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -14,7 +16,9 @@ echo "==> building pg_workflow (release) and the benchmark"
 scripts/install.sh --release
 cargo build --release --quiet --manifest-path bench/Cargo.toml
 echo "==> throwaway PostgreSQL 15 on port $port; machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
-scripts/cluster.sh start "$dir" "$port" "shared_buffers = 512MB" "max_wal_size = 4GB"
-trap 'scripts/cluster.sh stop "$dir"' EXIT
+extra=()
+[ -n "${PGWORKFLOW_BENCH_LONG:-}" ] && extra=("workflow.retention = '1 minute'")
+scripts/cluster.sh start "$dir" "$port" "shared_buffers = 512MB" "max_wal_size = 4GB" "${extra[@]}"
+trap 'scripts/cluster.sh stop "$dir"' EXIT INT TERM
 bench/target/release/pg_workflow_bench "host=127.0.0.1 port=$port user=postgres" \
     "${PGWORKFLOW_BENCH_SECONDS:-8}" bench/results.json

@@ -1,5 +1,7 @@
 -- pg_workflow schema (DESIGN §1). Status values are text with CHECK constraints rather
--- than enums so that later versions can add states with a plain ALTER.
+-- than enums so that later versions can add states with a plain ALTER. The two hot
+-- tables are queue-like (every row is updated a few times, then left alone): free space
+-- on each page keeps heartbeats HOT, and autovacuum is told to come early.
 
 CREATE TABLE workflow_definition (
     name        text        NOT NULL,
@@ -38,7 +40,8 @@ CREATE TABLE workflow_execution (
     ready_at           timestamptz,
     -- saga: NULL when nothing needs compensating
     compensation       text        CHECK (compensation IN ('running', 'completed', 'failed'))
-) WITH (fillfactor = 90);
+) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02,
+        autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_limit = 2000);
 
 -- Partial: most starts have no key, and need no entry here.
 CREATE UNIQUE INDEX workflow_execution_idempotency ON workflow_execution (workflow_type, idempotency_key)
@@ -86,7 +89,8 @@ CREATE TABLE workflow_activity (
     started_at       timestamptz,
     finished_at      timestamptz,
     CONSTRAINT workflow_activity_step UNIQUE (execution_id, step_key)
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02,
+        autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_limit = 2000);
 
 -- Exactly the claim's WHERE and ORDER BY (see engine/claim.rs).
 CREATE INDEX workflow_activity_claim ON workflow_activity (queue, priority DESC, scheduled_at)

@@ -335,11 +335,101 @@ fn idle_cpu(url: &str, secs: u64) -> f64 {
     (after - before) as f64 / 100.0 / secs as f64 * 100.0
 }
 
+/// `make bench-long`: `total` three-step executions through 4 workers (batch claims and
+/// completions), reported per tenth of the run: is it as fast at the end as at the start?
+fn long_run(base: &str, total: u64) {
+    let url = fresh_db(base, "pgw_bench_long");
+    setup(&url, System::PgWorkflow);
+    let started = Arc::new(AtomicU64::new(SEED as u64)); // the three-step executions setup seeded
+    let finished = Arc::new(AtomicU64::new(0));
+    let claim_ms: Arc<Mutex<Vec<Vec<f64>>>> = Arc::new(Mutex::new(vec![Vec::new(); 10]));
+    let tenth = (total / 10).max(1);
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (url, started, finished, claim_ms) = (url.clone(), started.clone(), finished.clone(), claim_ms.clone());
+            thread::spawn(move || {
+                let mut db = connect(&url);
+                let worker = format!("long-{w}");
+                let claim = db.prepare("SELECT activity_id, step_key, attempt FROM workflow_claim('default', $1, $2, '5 minutes')").unwrap();
+                let complete = db
+                    .prepare(
+                        "SELECT workflow_complete_activities($1::uuid[], NULL, $2::int4[]), \
+                         (SELECT count(workflow_start('three', '{\"doc\": 1}')) FROM generate_series(1, $3::int4))",
+                    )
+                    .unwrap();
+                while finished.load(Ordering::Relaxed) < total {
+                    let t = Instant::now();
+                    let rows = db.query(&claim, &[&worker, &10i32]).unwrap();
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    if rows.is_empty() {
+                        thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
+                    let decile = ((finished.load(Ordering::Relaxed) / tenth) as usize).min(9);
+                    claim_ms.lock().unwrap()[decile].push(ms);
+                    let ids: Vec<UuidBytes> = rows.iter().map(|r| r.get(0)).collect();
+                    let attempts: Vec<i32> = rows.iter().map(|r| r.get(2)).collect();
+                    let done = rows.iter().filter(|r| r.get::<_, String>(1) == "c").count() as u64;
+                    // Replace finished workflows until `total` have been started.
+                    let mut replace = 0i32;
+                    for _ in 0..done {
+                        if started.fetch_add(1, Ordering::Relaxed) < total {
+                            replace += 1;
+                        }
+                    }
+                    db.execute(&complete, &[&ids, &attempts, &replace]).unwrap();
+                    finished.fetch_add(done, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut db = connect(&url);
+    println!("{:>6} {:>12} {:>14} {:>16} {:>16} {:>12}", "tenth", "wf/s", "claim p50 ms", "dead activity", "dead execution", "size MB");
+    let mut last = (Instant::now(), 0u64);
+    let mut rows = Vec::new();
+    for d in 0..10u64 {
+        while finished.load(Ordering::Relaxed) < (d + 1) * tenth {
+            thread::sleep(Duration::from_millis(100));
+        }
+        let now = (Instant::now(), finished.load(Ordering::Relaxed));
+        let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64();
+        last = now;
+        let mut lat = claim_ms.lock().unwrap()[d as usize].clone();
+        lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let stats = db
+            .query_one(
+                "SELECT coalesce(sum(n_dead_tup) FILTER (WHERE relname = 'workflow_activity'), 0)::int8, \
+                        coalesce(sum(n_dead_tup) FILTER (WHERE relname = 'workflow_execution'), 0)::int8, \
+                        (pg_total_relation_size('workflow_activity') + pg_total_relation_size('workflow_execution'))::int8 \
+                 FROM pg_stat_user_tables",
+                &[],
+            )
+            .unwrap();
+        let (dead_a, dead_e, size): (i64, i64, i64) = (stats.get(0), stats.get(1), stats.get(2));
+        println!("{:>6} {:>12.0} {:>14.2} {:>16} {:>16} {:>12.1}", d + 1, rate, percentile(&lat, 0.5), dead_a, dead_e, size as f64 / 1e6);
+        rows.push(json!({"tenth": d + 1, "workflows_per_s": rate, "claim_p50_ms": percentile(&lat, 0.5),
+                         "dead_activity": dead_a, "dead_execution": dead_e, "size_bytes": size}));
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    let first = rows[0]["workflows_per_s"].as_f64().unwrap_or(0.0);
+    let last = rows[9]["workflows_per_s"].as_f64().unwrap_or(0.0);
+    println!("last tenth / first tenth throughput: {:.2}", last / first);
+    std::fs::write("bench/results-long.json", serde_json::to_string_pretty(&json!({"executions": total, "tenths": rows})).unwrap()).unwrap();
+    println!("results written to bench/results-long.json");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let base = args.get(1).cloned().unwrap_or_else(|| "host=127.0.0.1 port=28817 user=postgres".into());
     let secs: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
     let out = args.get(3).cloned().unwrap_or_else(|| "bench/results.json".into());
+    if let Some(total) = std::env::var("PGWORKFLOW_BENCH_LONG").ok().and_then(|v| v.parse().ok()) {
+        println!("pg_workflow long run: {total} three-step executions, 4 workers, batches of 10, workflow.retention on");
+        long_run(&base, total);
+        return;
+    }
     let mut results = Vec::new();
     println!("pg_workflow benchmark: {secs} s per run after {} s warm-up; each figure beside the ceiling of the same cycle on a plain table", WARMUP.as_secs());
     println!();
