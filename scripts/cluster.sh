@@ -3,6 +3,7 @@
 # tests and the benchmark.
 #   scripts/cluster.sh start DIR PORT [extra postgresql.conf lines...]
 #   scripts/cluster.sh stop DIR
+#   scripts/cluster.sh crash DIR    immediate shutdown (no checkpoint), then start again
 # Postgres refuses to run as root, so as root the cluster runs as the `postgres` user.
 set -euo pipefail
 cmd=${1:?start|stop}; dir=${2:?data directory}
@@ -35,6 +36,10 @@ start)
 stop)
     if [ -f "$dir/postmaster.pid" ]; then as_owner "$bindir/pg_ctl" -D "$dir" -m fast -w stop >/dev/null; fi
     ;;
+crash)
+    as_owner "$bindir/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null
+    as_owner "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
+    ;;
 *)
-    echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2 ;;
+    echo "usage: $0 start DIR PORT | stop DIR | crash DIR" >&2; exit 2 ;;
 esac

@@ -35,5 +35,5 @@ if ! "$regress" --host=127.0.0.1 --port="$port" --user=postgres \
 fi
 
 echo "==> client-level tests (tests/client)"
-PGWORKFLOW_TEST_URL="host=127.0.0.1 port=$port user=postgres" \
-    cargo test --manifest-path tests/client/Cargo.toml -- --test-threads=1
+PGWORKFLOW_TEST_URL="host=127.0.0.1 port=$port user=postgres" PGWORKFLOW_TEST_PGDATA="$work/cluster" \
+    cargo test --manifest-path tests/client/Cargo.toml -- --test-threads=1 --nocapture

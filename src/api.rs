@@ -4,7 +4,8 @@
 
 use crate::engine::execution::ClientOutcome;
 use crate::engine::{activity, claim, client_driven, definitions, dispatch, execution, signal, status};
-use crate::error::OrRaise;
+use crate::error::{OrRaise, Result};
+use crate::jsonb_arg::JsonbArg;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::{JsonB, Spi, Uuid};
@@ -14,21 +15,27 @@ fn json(v: Option<JsonB>) -> Option<Value> {
     v.map(|j| j.0)
 }
 
+/// Reads an optional jsonb argument; unreadable JSON is a 22023 naming `field`.
+fn arg(field: &str, v: Option<JsonbArg>) -> Result<Option<Value>> {
+    v.map(|j| j.into_value(field)).transpose()
+}
+
 /// Stores a declared workflow; returns its version (the same one for an identical definition).
 #[pg_extern(volatile, parallel_unsafe)]
-fn workflow_define(name: Option<&str>, definition: Option<JsonB>) -> i32 {
-    Spi::connect_mut(|c| definitions::define(c, name, json(definition))).or_raise()
+fn workflow_define(name: Option<&str>, definition: Option<JsonbArg>) -> i32 {
+    Spi::connect_mut(|c| definitions::define(c, name, arg("definition", definition)?)).or_raise()
 }
 
 /// Starts an execution; the same (workflow_type, idempotency_key) returns the existing id.
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_start(
     workflow_type: Option<&str>,
-    input: default!(Option<JsonB>, "'{}'"),
+    input: default!(Option<JsonbArg>, "'{}'"),
     idempotency_key: default!(Option<&str>, "NULL"),
-    options: default!(Option<JsonB>, "'{}'"),
+    options: default!(Option<JsonbArg>, "'{}'"),
 ) -> Uuid {
-    Spi::connect_mut(|c| execution::start(c, workflow_type, json(input), idempotency_key, json(options))).or_raise()
+    Spi::connect_mut(|c| execution::start(c, workflow_type, arg("input", input)?, idempotency_key, arg("options", options)?))
+        .or_raise()
 }
 
 
@@ -63,11 +70,10 @@ fn workflow_claim(
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_complete_activity(
     activity_id: Option<Uuid>,
-    output: default!(Option<JsonB>, "'null'"),
+    output: default!(Option<JsonbArg>, "'null'"),
     attempt: default!(Option<i32>, "NULL"),
 ) -> bool {
-    let output = json(output).unwrap_or(Value::Null);
-    Spi::connect_mut(|c| activity::complete(c, activity_id, output, attempt)).or_raise()
+    Spi::connect_mut(|c| activity::complete(c, activity_id, arg("output", output)?.unwrap_or(Value::Null), attempt)).or_raise()
 }
 
 /// Completes many activities in one call (one commit); element i says what completing
@@ -86,11 +92,11 @@ fn workflow_complete_activities(
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_fail_activity(
     activity_id: Option<Uuid>,
-    error: Option<JsonB>,
+    error: Option<JsonbArg>,
     attempt: default!(Option<i32>, "NULL"),
     retryable: default!(Option<bool>, true),
 ) -> &'static str {
-    Spi::connect_mut(|c| activity::fail(c, activity_id, json(error), attempt, retryable)).or_raise().as_str()
+    Spi::connect_mut(|c| activity::fail(c, activity_id, arg("error", error)?, attempt, retryable)).or_raise().as_str()
 }
 
 /// Extends the lease of a running activity; true when cancellation was requested.
@@ -98,9 +104,9 @@ fn workflow_fail_activity(
 fn workflow_heartbeat(
     activity_id: Option<Uuid>,
     attempt: default!(Option<i32>, "NULL"),
-    details: default!(Option<JsonB>, "NULL"),
+    details: default!(Option<JsonbArg>, "NULL"),
 ) -> bool {
-    Spi::connect_mut(|c| activity::heartbeat(c, activity_id, attempt, json(details))).or_raise()
+    Spi::connect_mut(|c| activity::heartbeat(c, activity_id, attempt, arg("details", details)?)).or_raise()
 }
 
 /// The execution and every step, pending ones included.
@@ -120,10 +126,10 @@ fn workflow_dispatch(max_items: default!(Option<i32>, 1000)) -> i32 {
 fn workflow_signal(
     execution_id: Option<Uuid>,
     name: Option<&str>,
-    payload: default!(Option<JsonB>, "'null'"),
+    payload: default!(Option<JsonbArg>, "'null'"),
     idempotency_key: default!(Option<&str>, "NULL"),
 ) -> Uuid {
-    Spi::connect_mut(|c| signal::send(c, execution_id, name, json(payload), idempotency_key)).or_raise()
+    Spi::connect_mut(|c| signal::send(c, execution_id, name, arg("payload", payload)?, idempotency_key)).or_raise()
 }
 
 /// Cancels an execution and its children; false if it had already finished.
@@ -144,27 +150,33 @@ fn workflow_schedule_activity(
     execution_id: Option<Uuid>,
     step_key: Option<&str>,
     activity_type: Option<&str>,
-    input: default!(Option<JsonB>, "'{}'"),
-    options: default!(Option<JsonB>, "'{}'"),
+    input: default!(Option<JsonbArg>, "'{}'"),
+    options: default!(Option<JsonbArg>, "'{}'"),
 ) -> Uuid {
     Spi::connect_mut(|c| {
-        client_driven::schedule_activity(c, execution_id, step_key, activity_type, json(input), json(options))
+        client_driven::schedule_activity(c, execution_id, step_key, activity_type, arg("input", input)?, arg("options", options)?)
     })
     .or_raise()
 }
 
 /// Completes a client-driven execution; false if it was already completed.
 #[pg_extern(volatile, parallel_unsafe)]
-fn workflow_complete(execution_id: Option<Uuid>, output: default!(Option<JsonB>, "'null'")) -> bool {
-    let output = json(output).unwrap_or(Value::Null);
-    Spi::connect_mut(|c| execution::finish_client_driven(c, execution_id, ClientOutcome::Complete(output))).or_raise()
+fn workflow_complete(execution_id: Option<Uuid>, output: default!(Option<JsonbArg>, "'null'")) -> bool {
+    Spi::connect_mut(|c| {
+        let output = arg("output", output)?.unwrap_or(Value::Null);
+        execution::finish_client_driven(c, execution_id, ClientOutcome::Complete(output))
+    })
+    .or_raise()
 }
 
 /// Fails a client-driven execution; false if it had already failed.
 #[pg_extern(volatile, parallel_unsafe)]
-fn workflow_fail(execution_id: Option<Uuid>, error: Option<JsonB>) -> bool {
-    let error = json(error).unwrap_or(Value::Null);
-    Spi::connect_mut(|c| execution::finish_client_driven(c, execution_id, ClientOutcome::Fail(error))).or_raise()
+fn workflow_fail(execution_id: Option<Uuid>, error: Option<JsonbArg>) -> bool {
+    Spi::connect_mut(|c| {
+        let error = arg("error", error)?.unwrap_or(Value::Null);
+        execution::finish_client_driven(c, execution_id, ClientOutcome::Fail(error))
+    })
+    .or_raise()
 }
 
 /// A new UUIDv7 (time-ordered); the engine's ids, usable as a column default.

@@ -17,6 +17,7 @@ pub mod dispatcher;
 pub mod engine;
 pub mod error;
 pub mod gucs;
+pub mod jsonb_arg;
 pub mod model;
 pub mod wake;
 

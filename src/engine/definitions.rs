@@ -56,6 +56,9 @@ pub fn check_type_name(field: &str, name: Option<&str>) -> Result<String> {
             "{field} is {} bytes long; at most {MAX_TYPE_NAME_LEN} are allowed",
             n.len()
         ))),
+        Some(n) if n.chars().any(char::is_control) => {
+            Err(WorkflowError::invalid(format!("{field} contains control characters; use printable text")))
+        }
         Some(n) => Ok(n.to_owned()),
     }
 }

@@ -160,7 +160,7 @@ fn parse_step(index: usize, v: &Value) -> Result<Step, DefinitionError> {
                 None,
                 format!(
                     "steps[{index}].name \"{}\" is not a valid step name; use 1 to {MAX_NAME_LEN} letters, digits, '_', '-', '.' or ':'",
-                    s.chars().take(MAX_NAME_LEN + 10).collect::<String>()
+                    s.chars().take(MAX_NAME_LEN + 10).collect::<String>().escape_debug()
                 ),
             )
         }
@@ -465,6 +465,59 @@ mod tests {
         for (def, expected) in cases {
             let message = err(def.clone());
             assert!(message.contains(expected), "{def}: got {message:?}, expected it to contain {expected:?}");
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// JSON shaped like definitions: known keys and step names, in any arrangement.
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let keys = prop::sample::select(vec![
+            "steps", "name", "activity", "sql", "sleep", "wait_signal", "workflow", "depends_on", "map",
+            "max_concurrency", "retry", "max_attempts", "jitter", "initial_interval", "timeout", "compensate",
+            "priority", "queue", "until", "a", "b",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            prop::sample::select(vec!["a", "b", "c", "1s", "5m", "-1s", "7 days", "x y", "", "input"]).prop_map(|s| json!(s)),
+        ];
+        leaf.prop_recursive(5, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(keys.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        // PROPTEST_CASES=100000 cargo pgrx test ... runs it longer.
+        #[test]
+        fn the_validator_never_panics_and_accepts_only_dags(value in arb_json()) {
+            match parse(&value) {
+                Err(e) => prop_assert!(!e.message.is_empty()),
+                Ok(def) => {
+                    let names: HashSet<&str> = def.steps.iter().map(|s| s.name.as_str()).collect();
+                    prop_assert_eq!(names.len(), def.steps.len());
+                    for s in &def.steps {
+                        prop_assert!(s.depends_on.iter().all(|d| names.contains(d.as_str()) && d != &s.name));
+                    }
+                    prop_assert!(check_acyclic(&def.steps).is_ok());
+                }
+            }
+        }
+
+        #[test]
+        fn a_chain_of_any_length_is_valid(n in 1usize..200) {
+            let steps: Vec<Value> = (0..n)
+                .map(|i| if i == 0 { json!({"name": "s0", "activity": "x"}) }
+                     else { json!({"name": format!("s{i}"), "activity": "x", "depends_on": [format!("s{}", i - 1)]}) })
+                .collect();
+            let def = parse(&json!({"steps": steps})).unwrap();
+            prop_assert_eq!(def.final_steps().count(), 1);
         }
     }
 
