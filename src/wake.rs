@@ -132,8 +132,9 @@ fn ensure_registered(p: &mut Pending) {
     register_xact_callback(PgXactCallbackEvent::Abort, || PENDING.with(|p| *p.borrow_mut() = Pending::default()));
 }
 
-/// Wakes the dispatcher at commit for a pass: new timers, new sql steps, ...
-pub fn wake_at_commit() {
+/// Notes, for this transaction's commit, that the dispatcher must be woken; `note` adds
+/// what it should know. A no-op without the preload.
+fn at_commit(note: impl FnOnce(&mut Pending)) {
     if !enabled() {
         return;
     }
@@ -141,18 +142,17 @@ pub fn wake_at_commit() {
         let mut p = p.borrow_mut();
         ensure_registered(&mut p);
         p.wake = true;
-        p.timers = true;
+        note(&mut p);
     });
 }
 
+/// Wakes the dispatcher at commit for a pass: new timers, new sql steps, ...
+pub fn wake_at_commit() {
+    at_commit(|p| p.timers = true);
+}
+
 fn post(kind: Kind, queue: &str, id: [u8; 16], due_at: i64) {
-    if !enabled() {
-        return;
-    }
-    PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        ensure_registered(&mut p);
-        p.wake = true;
+    at_commit(|p| {
         // Coalesce: one QueueReady per queue and due time per transaction.
         if kind == Kind::QueueReady && p.events.iter().any(|e| e.kind == kind && e.queue() == queue && e.due_at == due_at) {
             return;
