@@ -35,10 +35,6 @@ static COUNT_ATTEMPT: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_activity SET attempt = attempt + 1, started_at = now() WHERE id = $1",
     args: &[UUIDOID],
 };
-static SET_TIMEOUT: Statement = Statement {
-    sql: "SELECT pg_catalog.set_config('statement_timeout', $1, true)",
-    args: &[TEXTOID],
-};
 
 /// Ids of due sql steps, highest priority first.
 pub fn due(client: &mut SpiClient<'_>, limit: i32) -> Result<Vec<Uuid>> {
@@ -77,11 +73,44 @@ unsafe fn result_json() -> Value {
     parsed.unwrap_or(Value::String(text))
 }
 
+/// The step's `timeout`, as a statement timeout. Postgres arms `statement_timeout` only
+/// for top-level statements, never for one run through SPI in a background worker, so
+/// the timer is armed here, and disarmed on drop (also when an ERROR unwinds). Inside a
+/// caller's statement (`workflow_dispatch()`) that statement's own timer is left alone.
+struct StatementTimer(bool);
+
+// utils/timeout.h, which pgrx does not bind. STATEMENT_TIMEOUT is the fourth TimeoutId
+// in every version from 13 to 18.
+const STATEMENT_TIMEOUT: u32 = 3;
+extern "C" {
+    fn enable_timeout_after(id: u32, delay_ms: i32);
+    fn disable_timeout(id: u32, keep_indicator: bool);
+    fn get_timeout_active(id: u32) -> bool;
+}
+
+impl StatementTimer {
+    fn arm(ms: i64) -> StatementTimer {
+        unsafe {
+            if get_timeout_active(STATEMENT_TIMEOUT) {
+                return StatementTimer(false);
+            }
+            enable_timeout_after(STATEMENT_TIMEOUT, ms.clamp(1, i32::MAX as i64) as i32);
+        }
+        StatementTimer(true)
+    }
+}
+
+impl Drop for StatementTimer {
+    fn drop(&mut self) {
+        if self.0 {
+            unsafe { disable_timeout(STATEMENT_TIMEOUT, false) };
+        }
+    }
+}
+
 /// Runs the step's statement as `owner`; the caller is inside a subtransaction.
 fn execute_as(client: &mut SpiClient<'_>, owner: pg_sys::Oid, sql: &str, input: Value, timeout_ms: Option<i64>) -> Result<Value> {
-    if let Some(ms) = timeout_ms {
-        run(client, &SET_TIMEOUT, &[arg(ms.max(1).to_string())])?;
-    }
+    let _timer = timeout_ms.map(StatementTimer::arm);
     let (mut saved_user, mut saved_context) = (pg_sys::Oid::INVALID, 0i32);
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);

@@ -204,3 +204,83 @@ fn retention_deletes_old_finished_executions() {
     let left: String = db.query_one("SELECT status FROM workflow_execution", &[]).unwrap().get(0);
     assert_eq!(left, "running", "the unfinished one stays");
 }
+
+/// A query that is true while a dispatcher is connected to database `db`.
+fn dispatcher_in(db: &str) -> String {
+    format!("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_workflow dispatcher' AND datname = '{db}')")
+}
+
+fn set_system(admin: &mut Client, setting: &str) {
+    admin.batch_execute(&format!("ALTER SYSTEM {setting}")).unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+}
+
+#[test]
+fn an_sql_step_times_out_and_a_long_one_does_not_stall_dispatch() {
+    let url = fresh_database("pgw_bg_sql_time");
+    let mut db = connect(&url);
+    db.batch_execute(
+        r#"SELECT workflow_define('bounded', '{"steps": [{"name": "slow", "sql": "SELECT pg_sleep(30)", "timeout": "200ms",
+               "retry": {"max_attempts": 1}}]}');
+           SELECT workflow_define('long', '{"steps": [{"name": "slow", "sql": "SELECT pg_sleep(3)"}]}');
+           SELECT workflow_define('nap', '{"steps": [{"name": "pause", "sleep": "100ms"}]}');"#,
+    )
+    .unwrap();
+    let bounded: String = db.query_one("SELECT workflow_start('bounded')::text", &[]).unwrap().get(0);
+    wait_for(&mut db, &format!("SELECT status = 'failed' FROM workflow_execution WHERE id = '{bounded}'"), "the timeout");
+    let code: String = db
+        .query_one(&format!("SELECT error->'error'->>'sqlstate' FROM workflow_execution WHERE id = '{bounded}'"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(code, "57014", "the step's timeout is its statement_timeout");
+
+    let long: String = db.query_one("SELECT workflow_start('long')::text", &[]).unwrap().get(0);
+    wait_for(
+        &mut db,
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner' AND wait_event = 'PgSleep')",
+        "the long step to start",
+    );
+    let nap: String = db.query_one("SELECT workflow_start('nap')::text", &[]).unwrap().get(0);
+    wait_for(&mut db, &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{nap}'"), "the nap");
+    let long_status: String =
+        db.query_one(&format!("SELECT status FROM workflow_execution WHERE id = '{long}'"), &[]).unwrap().get(0);
+    assert_eq!(long_status, "running", "the timer fired while the long sql step was still running");
+    wait_for(&mut db, &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{long}'"), "the long step");
+}
+
+#[test]
+fn the_launcher_follows_settings_and_the_extension_coming_and_going() {
+    let url = fresh_database("pgw_bg_launcher");
+    let mut admin = connect(&format!("{} dbname=postgres", base_url()));
+    let here = dispatcher_in("pgw_bg_launcher");
+    let gone = format!("SELECT NOT ({here})");
+    wait_for(&mut admin, &here, "a dispatcher for the new database");
+
+    // DROP EXTENSION: the dispatcher leaves; CREATE EXTENSION: it is back at once.
+    let mut db = connect(&url);
+    db.batch_execute("DROP EXTENSION pg_workflow").unwrap();
+    wait_for(&mut admin, &gone, "the dispatcher to leave after DROP EXTENSION");
+    db.batch_execute("CREATE EXTENSION pg_workflow").unwrap();
+    wait_for(&mut admin, &here, "the dispatcher after CREATE EXTENSION");
+
+    // workflow.databases excludes this database: its dispatcher is stopped; reset: back.
+    set_system(&mut admin, "SET workflow.databases = 'postgres'");
+    wait_for(&mut admin, &gone, "the dispatcher to stop for an excluded database");
+    set_system(&mut admin, "RESET workflow.databases");
+    wait_for(&mut admin, &here, "the dispatcher once the database is allowed again");
+
+    // workflow.enabled = off pauses dispatch: a due sleep waits until it is back on.
+    db.batch_execute(r#"SELECT workflow_define('nap', '{"steps": [{"name": "pause", "sleep": "50ms"}]}')"#).unwrap();
+    set_system(&mut admin, "SET workflow.enabled = off");
+    wait_for(&mut db, "SELECT current_setting('workflow.enabled') = 'off'", "the setting to reload");
+    let id: String = db.query_one("SELECT workflow_start('nap')::text", &[]).unwrap().get(0);
+    wait_for(
+        &mut db,
+        &format!("SELECT scheduled_at < now() - interval '2 seconds' FROM workflow_activity WHERE execution_id = '{id}'"),
+        "the sleep to be overdue by two passes",
+    );
+    let paused: String = db.query_one(&format!("SELECT status FROM workflow_execution WHERE id = '{id}'"), &[]).unwrap().get(0);
+    set_system(&mut admin, "RESET workflow.enabled");
+    assert_eq!(paused, "running", "nothing moved while workflow.enabled was off");
+    wait_for(&mut db, &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{id}'"), "dispatch to resume");
+}
