@@ -1,15 +1,34 @@
 //! The SQL API of DESIGN §3: thin wrappers that check nothing themselves and hand every
 //! argument, NULLs included, to the engine. Arguments are `Option` so that a NULL gets
 //! a 22023 naming the argument instead of a silent NULL result from a STRICT function.
+//!
+//! Every call goes through `call`: it notes the calling role, switches to the
+//! extension's owner (callers get no rights on the tables themselves) and resolves the
+//! tenant the caller acts for; each function then checks the ids it was given against
+//! that tenant before the engine touches them.
 
 use crate::engine::execution::ClientOutcome;
+use crate::engine::privileges::{current_role, AsOwner};
+use crate::engine::tenancy::{self, Caller};
 use crate::engine::{activity, claim, client_driven, definitions, dispatch, execution, signal, status};
 use crate::error::{OrRaise, Result};
 use crate::jsonb_arg::JsonbArg;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Spi, Uuid};
 use serde_json::Value;
+
+/// Runs one API call as the extension's owner, for the tenant of the calling role.
+fn call<T>(body: impl FnOnce(&mut SpiClient<'_>, &Caller) -> Result<T>) -> T {
+    let role = current_role();
+    let _owner = AsOwner::enter().or_raise();
+    Spi::connect_mut(|c| {
+        let caller = tenancy::resolve(c, role)?;
+        body(c, &caller)
+    })
+    .or_raise()
+}
 
 fn json(v: Option<JsonB>) -> Option<Value> {
     v.map(|j| j.0)
@@ -23,7 +42,10 @@ fn arg(field: &str, v: Option<JsonbArg>) -> Result<Option<Value>> {
 /// Stores a declared workflow; returns its version (the same one for an identical definition).
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_define(name: Option<&str>, definition: Option<JsonbArg>) -> i32 {
-    Spi::connect_mut(|c| definitions::define(c, name, arg("definition", definition)?)).or_raise()
+    call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_define")?;
+        definitions::define(c, caller.role, name, arg("definition", definition)?)
+    })
 }
 
 /// Starts an execution; the same (workflow_type, idempotency_key) returns the existing id.
@@ -34,8 +56,7 @@ fn workflow_start(
     idempotency_key: default!(Option<&str>, "NULL"),
     options: default!(Option<JsonbArg>, "'{}'"),
 ) -> Uuid {
-    Spi::connect_mut(|c| execution::start(c, workflow_type, arg("input", input)?, idempotency_key, arg("options", options)?))
-        .or_raise()
+    call(|c, caller| execution::start(c, caller, workflow_type, arg("input", input)?, idempotency_key, arg("options", options)?))
 }
 
 
@@ -60,7 +81,7 @@ fn workflow_claim(
         name!(lease_expires_at, TimestampWithTimeZone),
     ),
 > {
-    let rows = Spi::connect_mut(|c| claim::claim(c, queue, worker_id, max_count, lease, activity_types)).or_raise();
+    let rows = call(|c, caller| claim::claim(c, caller, queue, worker_id, max_count, lease, activity_types));
     TableIterator::new(rows.into_iter().map(|r| {
         (r.activity_id, r.execution_id, r.workflow_type, r.step_key, r.activity_type, r.input, r.attempt, r.lease_expires_at)
     }))
@@ -73,7 +94,10 @@ fn workflow_complete_activity(
     output: default!(Option<JsonbArg>, "'null'"),
     attempt: default!(Option<i32>, "NULL"),
 ) -> bool {
-    Spi::connect_mut(|c| activity::complete(c, activity_id, arg("output", output)?.unwrap_or(Value::Null), attempt)).or_raise()
+    call(|c, caller| {
+        tenancy::check_activity(c, caller, activity_id)?;
+        activity::complete(c, activity_id, arg("output", output)?.unwrap_or(Value::Null), attempt)
+    })
 }
 
 /// Completes many activities in one call (one commit); element i says what completing
@@ -85,7 +109,12 @@ fn workflow_complete_activities(
     attempts: default!(Option<Vec<Option<i32>>>, "NULL"),
 ) -> Vec<bool> {
     let outputs = outputs.map(|v| v.into_iter().map(json).collect());
-    Spi::connect_mut(|c| activity::complete_many(c, activity_ids, outputs, attempts)).or_raise()
+    call(|c, caller| {
+        for id in activity_ids.iter().flatten() {
+            tenancy::check_activity(c, caller, *id)?;
+        }
+        activity::complete_many(c, activity_ids, outputs, attempts)
+    })
 }
 
 /// Fails an attempt: 'retrying' or 'failed' ('cancelled' if the activity was cancelled).
@@ -96,7 +125,11 @@ fn workflow_fail_activity(
     attempt: default!(Option<i32>, "NULL"),
     retryable: default!(Option<bool>, true),
 ) -> &'static str {
-    Spi::connect_mut(|c| activity::fail(c, activity_id, arg("error", error)?, attempt, retryable)).or_raise().as_str()
+    call(|c, caller| {
+        tenancy::check_activity(c, caller, activity_id)?;
+        activity::fail(c, activity_id, arg("error", error)?, attempt, retryable)
+    })
+    .as_str()
 }
 
 /// Extends the lease of a running activity; true when cancellation was requested.
@@ -106,19 +139,28 @@ fn workflow_heartbeat(
     attempt: default!(Option<i32>, "NULL"),
     details: default!(Option<JsonbArg>, "NULL"),
 ) -> bool {
-    Spi::connect_mut(|c| activity::heartbeat(c, activity_id, attempt, arg("details", details)?)).or_raise()
+    call(|c, caller| {
+        tenancy::check_activity(c, caller, activity_id)?;
+        activity::heartbeat(c, activity_id, attempt, arg("details", details)?)
+    })
 }
 
 /// The execution and every step, pending ones included.
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_status(execution_id: Option<Uuid>) -> JsonB {
-    JsonB(Spi::connect_mut(|c| status::status(c, execution_id)).or_raise())
+    JsonB(call(|c, caller| {
+        tenancy::check_execution(c, caller, execution_id)?;
+        status::status(c, execution_id)
+    }))
 }
 
 /// One pass of due work (expired leases, delayed starts); returns how many items moved.
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_dispatch(max_items: default!(Option<i32>, 1000)) -> i32 {
-    Spi::connect_mut(|c| dispatch::dispatch(c, max_items)).or_raise()
+    call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_dispatch")?;
+        dispatch::dispatch(c, max_items)
+    })
 }
 
 /// Sends a signal; buffered until a step waits for it. The same idempotency key again is a no-op.
@@ -129,19 +171,28 @@ fn workflow_signal(
     payload: default!(Option<JsonbArg>, "'null'"),
     idempotency_key: default!(Option<&str>, "NULL"),
 ) -> Uuid {
-    Spi::connect_mut(|c| signal::send(c, execution_id, name, arg("payload", payload)?, idempotency_key)).or_raise()
+    call(|c, caller| {
+        tenancy::check_execution(c, caller, execution_id)?;
+        signal::send(c, execution_id, name, arg("payload", payload)?, idempotency_key)
+    })
 }
 
 /// Cancels an execution and its children; false if it had already finished.
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_cancel(execution_id: Option<Uuid>, reason: default!(Option<&str>, "NULL")) -> bool {
-    Spi::connect_mut(|c| execution::cancel(c, execution_id, reason)).or_raise()
+    call(|c, caller| {
+        tenancy::check_execution(c, caller, execution_id)?;
+        execution::cancel(c, execution_id, reason)
+    })
 }
 
 /// Resumes a failed or cancelled execution, reusing every completed step.
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_retry(execution_id: Option<Uuid>) -> bool {
-    Spi::connect_mut(|c| execution::resume(c, execution_id)).or_raise()
+    call(|c, caller| {
+        tenancy::check_execution(c, caller, execution_id)?;
+        execution::resume(c, execution_id)
+    })
 }
 
 /// Schedules a step of a client-driven execution; idempotent per step_key.
@@ -153,30 +204,30 @@ fn workflow_schedule_activity(
     input: default!(Option<JsonbArg>, "'{}'"),
     options: default!(Option<JsonbArg>, "'{}'"),
 ) -> Uuid {
-    Spi::connect_mut(|c| {
+    call(|c, caller| {
+        tenancy::check_execution(c, caller, execution_id)?;
         client_driven::schedule_activity(c, execution_id, step_key, activity_type, arg("input", input)?, arg("options", options)?)
     })
-    .or_raise()
 }
 
 /// Completes a client-driven execution; false if it was already completed.
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_complete(execution_id: Option<Uuid>, output: default!(Option<JsonbArg>, "'null'")) -> bool {
-    Spi::connect_mut(|c| {
+    call(|c, caller| {
+        tenancy::check_execution(c, caller, execution_id)?;
         let output = arg("output", output)?.unwrap_or(Value::Null);
         execution::finish_client_driven(c, execution_id, ClientOutcome::Complete(output))
     })
-    .or_raise()
 }
 
 /// Fails a client-driven execution; false if it had already failed.
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_fail(execution_id: Option<Uuid>, error: Option<JsonbArg>) -> bool {
-    Spi::connect_mut(|c| {
+    call(|c, caller| {
+        tenancy::check_execution(c, caller, execution_id)?;
         let error = arg("error", error)?.unwrap_or(Value::Null);
         execution::finish_client_driven(c, execution_id, ClientOutcome::Fail(error))
     })
-    .or_raise()
 }
 
 /// A new UUIDv7 (time-ordered); the engine's ids, usable as a column default.
@@ -197,5 +248,33 @@ fn workflow_wake() -> bool {
 /// Blocks until the execution finishes or the timeout passes; returns workflow_status().
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_await(execution_id: Option<Uuid>, timeout: default!(Option<Interval>, "'30 seconds'")) -> JsonB {
+    let role = current_role();
+    let _owner = AsOwner::enter().or_raise();
+    Spi::connect_mut(|c| {
+        let caller = tenancy::resolve(c, role)?;
+        tenancy::check_execution(c, &caller, execution_id)
+    })
+    .or_raise();
+    // Polls in fresh SPI connections of its own, still as the owner.
     JsonB(crate::engine::await_finish::await_finish(execution_id, timeout).or_raise())
+}
+
+/// Binds a role, and every role that inherits its rights, to a tenant (superusers only:
+/// nothing grants it). Its calls then see and act on that tenant's executions alone.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_bind_tenant(role: Option<&str>, tenant_id: Option<&str>) {
+    call(|c, _| tenancy::bind(c, role, tenant_id))
+}
+
+/// Removes a role's tenant binding; false if it had none.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_unbind_tenant(role: Option<&str>) -> bool {
+    call(|c, _| tenancy::unbind(c, role))
+}
+
+/// The tenant the current role acts for; NULL when it acts for every tenant. The row
+/// level security policies on the tables are written with it.
+#[pg_extern(stable, parallel_restricted)]
+fn workflow_current_tenant() -> Option<String> {
+    call(|_, caller| Ok(caller.tenant.clone()))
 }

@@ -34,6 +34,10 @@ impl WorkflowError {
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, message)
     }
+    /// 42501: the calling role may not do this (tenant binding, global operations).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, message)
+    }
     /// 54000: a payload over `workflow.max_payload_bytes`.
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, message)

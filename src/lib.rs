@@ -33,6 +33,8 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 extension_sql_file!("schema.sql", name = "schema", requires = [workflow_uuidv7]);
+extension_sql_file!("tenancy.sql", name = "tenancy", requires = ["schema", api::workflow_current_tenant]);
+extension_sql_file!("roles.sql", name = "roles", requires = ["tenancy"]);
 
 // Nothing is granted to PUBLIC (DESIGN §6): Postgres grants EXECUTE on new functions to
 // PUBLIC by default, so take it back from every function of this extension.
@@ -66,6 +68,7 @@ SELECT @extschema@.workflow_wake();
 mod tests {
     include!("../pgrx-tests/engine.rs");
     include!("../pgrx-tests/semantics.rs");
+    include!("../pgrx-tests/security.rs");
 }
 
 /// Required by `cargo pgrx test`.

@@ -43,8 +43,10 @@ CREATE TABLE workflow_execution (
 ) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02,
         autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_limit = 2000);
 
--- Partial: most starts have no key, and need no entry here.
-CREATE UNIQUE INDEX workflow_execution_idempotency ON workflow_execution (workflow_type, idempotency_key)
+-- Partial: most starts have no key, and need no entry here. Per tenant: two tenants may
+-- use the same key without seeing each other's executions.
+CREATE UNIQUE INDEX workflow_execution_idempotency
+    ON workflow_execution (workflow_type, idempotency_key, (coalesce(tenant_id, '')))
     WHERE idempotency_key IS NOT NULL;
 
 CREATE INDEX workflow_execution_pending ON workflow_execution (started_at) WHERE status = 'pending';

@@ -48,3 +48,10 @@ fn reload_if_asked() {
 fn database_oid(arg: pg_sys::Datum) -> pg_sys::Oid {
     pg_sys::Oid::from(arg.value() as u32)
 }
+
+/// Connects a worker to its database with the engine's pinned search_path for the whole
+/// session: a database-level `SET search_path` must not reach the superuser's statements.
+fn connect(db: pg_sys::Oid) {
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
+    crate::engine::privileges::set_search_path(pg_sys::GucAction::GUC_ACTION_SET);
+}

@@ -2,7 +2,7 @@
 //! due, it runs them one transaction each until none is left, then exits. A long step
 //! delays only the steps queued behind it, never the dispatcher's timers.
 
-use super::{database_oid, guarded};
+use super::{connect, database_oid, guarded};
 use crate::engine::sql_step;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, DynamicBackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
@@ -23,7 +23,7 @@ pub fn start(db: pg_sys::Oid) -> Option<DynamicBackgroundWorker> {
 #[no_mangle]
 pub extern "C-unwind" fn pg_workflow_sql_runner_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database_oid(arg)), None);
+    connect(database_oid(arg));
     while !BackgroundWorker::sigterm_received() {
         // Each step commits on its own: its effects and its completion together.
         let ran = guarded("sql step", || {

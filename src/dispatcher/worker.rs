@@ -3,8 +3,9 @@
 //! NOTIFYs, and sleeps until the next due time, `workflow.max_sleep`, or a wake-up.
 
 use super::notify::Notifier;
-use super::{database_oid, guarded, reload_if_asked, sql_runner};
+use super::{connect, database_oid, guarded, reload_if_asked, sql_runner};
 use crate::engine::dispatch;
+use crate::engine::plan::LIBRARY_VERSION;
 use crate::gucs;
 use crate::model::interval;
 use crate::wake::{self, MAILBOX};
@@ -13,15 +14,15 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::time::{Duration, Instant};
 
-fn extension_exists() -> bool {
+/// The version of the extension's SQL objects in this database, if it exists.
+fn extension_version() -> Option<String> {
     guarded("looking for the extension", || {
         // Before the first statement of the engine's: its schema lookup needs the extension.
-        Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_workflow')")
+        Spi::get_one::<String>("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_workflow'")
             .ok()
             .flatten()
-            .unwrap_or(false)
     })
-    .unwrap_or(false)
+    .flatten()
 }
 
 /// Takes this database's slot in the mailbox, so backends can wake us.
@@ -81,12 +82,12 @@ fn run_pass() -> Option<Pass> {
 pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
     let db = database_oid(arg);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
+    connect(db);
     if !take_slot(db.to_u32()) {
         pgrx::warning!("pg_workflow: more than {} databases; no dispatcher for database {db:?}", wake::MAX_DATABASES);
         return;
     }
-    if !extension_exists() {
+    if extension_version().is_none() {
         leave_slot(db.to_u32(), true);
         return;
     }
@@ -97,18 +98,27 @@ pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
     // A pass runs when something is due or a transaction changed timers; a commit that
     // only made work claimable costs the dispatcher a NOTIFY, not a pass.
     let mut next_pass = Instant::now();
+    let mut told_outdated = false;
     loop {
         reload_if_asked();
         let drained = wake::drain(db.to_u32());
         let mut wake_in = max_sleep();
         if gucs::ENABLED.get() {
             if drained.timers_changed || Instant::now() >= next_pass {
-                if !extension_exists() {
+                let Some(version) = extension_version() else {
                     leave_slot(db.to_u32(), true); // DROP EXTENSION: the launcher probes again later
                     return;
-                }
+                };
                 let mut until_next = max_sleep();
-                match run_pass() {
+                // A new library under old SQL objects (between installing a release and
+                // ALTER EXTENSION UPDATE): wait, rather than fail every pass.
+                let current = version == LIBRARY_VERSION;
+                if !current && !told_outdated {
+                    pgrx::log!("pg_workflow: waiting for ALTER EXTENSION pg_workflow UPDATE (objects {version}, library {LIBRARY_VERSION})");
+                }
+                told_outdated = !current;
+                let pass = if current { run_pass() } else { None };
+                match pass {
                     Some(pass) => {
                         if pass.sql_due && runner.as_ref().is_none_or(|r| r.pid().is_err()) {
                             runner = sql_runner::start(db);

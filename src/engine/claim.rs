@@ -3,6 +3,7 @@
 use pgrx::pg_sys::BuiltinOid::*;
 use super::plan::{run, Statement};
 use super::arg;
+use super::tenancy::Caller;
 use crate::error::{Result, WorkflowError};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::spi::SpiClient;
@@ -13,12 +14,15 @@ pub const MAX_BATCH: i32 = 10_000;
 // The lease is the shortest of the worker's lease, the step's start-to-close timeout,
 // its heartbeat timeout and its schedule-to-close deadline: every timeout is a lease.
 // Served by the partial index workflow_activity_claim (queue, priority DESC,
-// scheduled_at) WHERE status = 'scheduled' AND kind = 'task'.
+// scheduled_at) WHERE status = 'scheduled' AND kind = 'task'. A caller bound to a tenant
+// skips other tenants' rows ($6); for everyone else that test is a constant.
 static CLAIM: Statement = Statement {
     sql: "WITH picked AS ( \
             SELECT id FROM @extschema@.workflow_activity \
             WHERE status = 'scheduled' AND kind = 'task' AND queue = $1 AND scheduled_at <= now() \
               AND ($5::text[] IS NULL OR activity_type = ANY($5)) \
+              AND ($6::text IS NULL OR EXISTS (SELECT FROM @extschema@.workflow_execution t \
+                                               WHERE t.id = execution_id AND t.tenant_id = $6)) \
             ORDER BY priority DESC, scheduled_at \
             LIMIT $3 \
             FOR UPDATE SKIP LOCKED) \
@@ -31,7 +35,7 @@ static CLAIM: Statement = Statement {
           WHERE a.id = picked.id AND e.id = a.execution_id \
           RETURNING a.id, a.execution_id, e.workflow_type, a.step_key, a.activity_type, a.input, a.attempt, \
                     a.lease_expires_at",
-    args: &[TEXTOID, TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID],
+    args: &[TEXTOID, TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTOID],
 };
 
 pub struct Claimed {
@@ -55,6 +59,7 @@ fn required_text(field: &str, value: Option<&str>, what: &str) -> Result<String>
 
 pub fn claim(
     client: &mut SpiClient<'_>,
+    caller: &Caller,
     queue: Option<&str>,
     worker_id: Option<&str>,
     max_count: Option<i32>,
@@ -84,7 +89,7 @@ pub fn claim(
     let rows = run(
         client,
         &CLAIM,
-        &[arg(queue.as_str()), arg(worker_id.as_str()), arg(max_count), arg(lease), arg(types)],
+        &[arg(queue.as_str()), arg(worker_id.as_str()), arg(max_count), arg(lease), arg(types), arg(caller.tenant.as_deref())],
     )?;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {

@@ -28,8 +28,9 @@ static LATEST: Statement = Statement {
     args: &[TEXTOID, JSONBOID],
 };
 static INSERT: Statement = Statement {
-    sql: "INSERT INTO @extschema@.workflow_definition (name, version, definition) VALUES ($1, $2, $3)",
-    args: &[TEXTOID, INT4OID, JSONBOID],
+    sql: "INSERT INTO @extschema@.workflow_definition (name, version, definition, owner) \
+          VALUES ($1, $2, $3, $4::oid::regrole)",
+    args: &[TEXTOID, INT4OID, JSONBOID, OIDOID],
 };
 static CURRENT: Statement = Statement {
     sql: "SELECT version, xmin::text FROM @extschema@.workflow_definition \
@@ -81,7 +82,8 @@ fn check_supported(def: &Definition) -> Result<()> {
 }
 
 /// `workflow_define`: validates and stores; an identical definition keeps its version.
-pub fn define(client: &mut SpiClient<'_>, name: Option<&str>, definition: Option<Value>) -> Result<i32> {
+/// `workflow_define`; `owner` is the calling role, whose rights its sql steps run with.
+pub fn define(client: &mut SpiClient<'_>, owner: pgrx::pg_sys::Oid, name: Option<&str>, definition: Option<Value>) -> Result<i32> {
     let name = check_type_name("name", name)?;
     let definition = definition
         .ok_or_else(|| WorkflowError::invalid("definition must not be NULL; pass a JSON object with \"steps\""))?;
@@ -97,7 +99,7 @@ pub fn define(client: &mut SpiClient<'_>, name: Option<&str>, definition: Option
     if same {
         return Ok(version);
     }
-    run(client, &INSERT, &[arg(name.as_str()), arg(version + 1), arg(JsonB(definition))])?;
+    run(client, &INSERT, &[arg(name.as_str()), arg(version + 1), arg(JsonB(definition)), arg(owner)])?;
     Ok(version + 1)
 }
 

@@ -3,6 +3,7 @@
 //! parent that its child finished.
 
 use super::plan::{run, Statement};
+use super::tenancy::{self, Caller};
 use super::{activity, advance, arg, compensation, definitions, limits};
 use crate::error::{Result, WorkflowError};
 use crate::model::definition::Definition;
@@ -54,24 +55,26 @@ static INSERT: Statement = Statement {
     sql: "WITH t AS (SELECT coalesce($9, now() + $10::float8 * interval '1 microsecond') AS start_at) \
           INSERT INTO @extschema@.workflow_execution \
             (id, workflow_type, definition_version, idempotency_key, status, input, queue, priority, labels, \
-             tenant_id, started_at, deadline, parent_id, parent_step) \
+             tenant_id, started_at, deadline, parent_id, parent_step, owner) \
           SELECT $1, $2, $3, $4, CASE WHEN t.start_at > now() THEN 'pending' ELSE 'running' END, $5, $6, $7, $8, \
                  $11, greatest(t.start_at, now()), \
-                 greatest(t.start_at, now()) + $12::float8 * interval '1 microsecond', $13, $14 \
+                 greatest(t.start_at, now()) + $12::float8 * interval '1 microsecond', $13, $14, $15::oid::regrole \
           FROM t \
-          ON CONFLICT (workflow_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+          ON CONFLICT (workflow_type, idempotency_key, (coalesce(tenant_id, ''))) WHERE idempotency_key IS NOT NULL \
+          DO NOTHING \
           RETURNING status",
     args: &[
         UUIDOID, TEXTOID, INT4OID, TEXTOID, JSONBOID, TEXTOID, INT4OID, JSONBOID, TIMESTAMPTZOID, INT8OID, TEXTOID,
-        INT8OID, UUIDOID, TEXTOID,
+        INT8OID, UUIDOID, TEXTOID, OIDOID,
     ],
 };
 static EXISTING: Statement = Statement {
-    sql: "SELECT id FROM @extschema@.workflow_execution WHERE workflow_type = $1 AND idempotency_key = $2",
-    args: &[TEXTOID, TEXTOID],
+    sql: "SELECT id FROM @extschema@.workflow_execution \
+          WHERE workflow_type = $1 AND idempotency_key = $2 AND coalesce(tenant_id, '') = coalesce($3, '')",
+    args: &[TEXTOID, TEXTOID, TEXTOID],
 };
 static PARENT_DEFAULTS: Statement = Statement {
-    sql: "SELECT queue, priority, tenant_id FROM @extschema@.workflow_execution WHERE id = $1",
+    sql: "SELECT queue, priority, tenant_id, owner::oid FROM @extschema@.workflow_execution WHERE id = $1",
     args: &[UUIDOID],
 };
 static CLOSE: Statement = Statement {
@@ -182,6 +185,8 @@ struct NewExecution<'a> {
     idempotency_key: Option<&'a str>,
     opts: StartOptions,
     parent: Option<(Uuid, &'a str)>,
+    /// The role that started it (for a child, the parent's).
+    owner: pg_sys::Oid,
 }
 
 /// Inserts the execution (or finds the one with the same key) and schedules its first steps.
@@ -213,13 +218,14 @@ fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>) -> Result<Uuid> {
             arg(timeout),
             arg(new.parent.map(|p| p.0)),
             arg(new.parent.map(|p| p.1)),
+            arg(new.owner),
         ],
     )?;
     let status: Option<String> = match inserted.into_iter().next() {
         Some(row) => row.get(1)?,
         None => {
             // Same (workflow_type, idempotency_key) as an earlier start: that one stands.
-            let rows = run(client, &EXISTING, &[arg(new.workflow_type), arg(new.idempotency_key)])?;
+            let rows = run(client, &EXISTING, &[arg(new.workflow_type), arg(new.idempotency_key), arg(opts.tenant_id.as_deref())])?;
             let existing = rows.into_iter().next().and_then(|r| r.get::<Uuid>(1).ok().flatten());
             return existing.ok_or_else(|| {
                 WorkflowError::conflict(format!(
@@ -245,6 +251,7 @@ fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>) -> Result<Uuid> {
 /// `workflow_start`.
 pub fn start(
     client: &mut SpiClient<'_>,
+    caller: &Caller,
     workflow_type: Option<&str>,
     input: Option<Value>,
     idempotency_key: Option<&str>,
@@ -253,23 +260,28 @@ pub fn start(
     let workflow_type = definitions::check_type_name("workflow_type", workflow_type)?;
     let input = input.unwrap_or_else(|| json!({}));
     limits::check_payload("input", &input)?;
-    let opts = match options {
+    let mut opts = match options {
         None => StartOptions::default(),
         Some(v) => parse_start_options(&v).map_err(WorkflowError::invalid)?,
     };
-    create(client, NewExecution { workflow_type: &workflow_type, input, idempotency_key, opts, parent: None })
+    opts.tenant_id = tenancy::tenant_for_start(caller, opts.tenant_id.take())?;
+    let new = NewExecution { workflow_type: &workflow_type, input, idempotency_key, opts, parent: None, owner: caller.role };
+    create(client, new)
 }
 
 /// Starts the child execution of a `workflow` step; it inherits queue, priority and tenant.
 pub fn start_child(client: &mut SpiClient<'_>, workflow_type: &str, input: Value, parent: Uuid, step_key: &str) -> Result<Uuid> {
     let row = run(client, &PARENT_DEFAULTS, &[arg(parent)])?.into_iter().next();
     let mut opts = StartOptions::default();
+    let mut owner = pg_sys::Oid::INVALID;
     if let Some(row) = row {
         opts.queue = row.get(1)?;
         opts.priority = row.get(2)?;
         opts.tenant_id = row.get(3)?;
+        owner = row.get(4)?.unwrap_or(owner);
     }
-    create(client, NewExecution { workflow_type, input, idempotency_key: None, opts, parent: Some((parent, step_key)) })
+    let new = NewExecution { workflow_type, input, idempotency_key: None, opts, parent: Some((parent, step_key)), owner };
+    create(client, new)
 }
 
 /// Starts a `pending` execution whose time has come; false if it was not pending.

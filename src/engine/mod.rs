@@ -17,10 +17,12 @@ pub mod execution;
 pub mod limits;
 pub mod notify;
 pub mod plan;
+pub mod privileges;
 pub mod signal;
 pub mod sql_step;
 pub mod status;
 pub mod steps;
+pub mod tenancy;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::Uuid;

@@ -6,7 +6,7 @@
 
 use crate::error::{Result, WorkflowError};
 use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys::PgOid;
+use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::pg_sys::BuiltinOid;
 use pgrx::Spi;
@@ -20,25 +20,52 @@ pub struct Statement {
 }
 
 thread_local! {
-    static SCHEMA: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The extension's schema (quoted) and owner, looked up once per backend.
+    static EXTENSION: RefCell<Option<(String, pg_sys::Oid)>> = const { RefCell::new(None) };
     static PLANS: RefCell<HashMap<usize, &'static OwnedPreparedStatement>> = RefCell::new(HashMap::new());
 }
 
+fn extension() -> Result<(String, pg_sys::Oid)> {
+    if let Some(found) = EXTENSION.with(|e| e.borrow().clone()) {
+        return Ok(found);
+    }
+    // Fully qualified: this runs before the search_path is pinned.
+    let found: Option<(Option<String>, Option<pg_sys::Oid>, Option<String>)> = Spi::get_three(
+        "SELECT pg_catalog.quote_ident(n.nspname)::pg_catalog.text, e.extowner, e.extversion \
+         FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
+         WHERE e.extname OPERATOR(pg_catalog.=) 'pg_workflow'",
+    )
+    .map(|(s, o, v)| Some((s, o, v)))
+    .or_else(|e| match e {
+        pgrx::spi::SpiError::InvalidPosition => Ok(None),
+        e => Err(e),
+    })?;
+    let Some((Some(schema), Some(owner), version)) = found else {
+        return Err(WorkflowError::undefined("extension pg_workflow is not created in this database")
+            .with_hint("run CREATE EXTENSION pg_workflow"));
+    };
+    let version = version.unwrap_or_default();
+    if version != LIBRARY_VERSION {
+        return Err(WorkflowError::conflict(format!(
+            "pg_workflow's SQL objects in this database are version {version}, but the loaded library is {LIBRARY_VERSION}"
+        ))
+        .with_hint("run ALTER EXTENSION pg_workflow UPDATE"));
+    }
+    EXTENSION.with(|e| *e.borrow_mut() = Some((schema.clone(), owner)));
+    Ok((schema, owner))
+}
+
+/// The version of this library; the SQL objects must be the same version.
+pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// The quoted name of the schema the extension lives in.
 pub fn schema() -> Result<String> {
-    if let Some(s) = SCHEMA.with(|s| s.borrow().clone()) {
-        return Ok(s);
-    }
-    let found: Option<String> = Spi::get_one(
-        "SELECT quote_ident(n.nspname)::text FROM pg_catalog.pg_extension e \
-         JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_workflow'",
-    )?;
-    let schema = found.ok_or_else(|| {
-        WorkflowError::undefined("extension pg_workflow is not created in this database")
-            .with_hint("run CREATE EXTENSION pg_workflow")
-    })?;
-    SCHEMA.with(|s| *s.borrow_mut() = Some(schema.clone()));
-    Ok(schema)
+    Ok(extension()?.0)
+}
+
+/// The role that owns the extension and its tables.
+pub fn owner() -> Result<pg_sys::Oid> {
+    Ok(extension()?.1)
 }
 
 fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> Result<&'static OwnedPreparedStatement> {

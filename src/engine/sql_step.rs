@@ -184,7 +184,9 @@ pub fn run_one(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     let StepKind::Sql { query } = &step.kind else { return Ok(false) };
     let (query, timeout_ms) = (query.clone(), step.timeout.map(|us| us / 1000));
     run(client, &COUNT_ATTEMPT, &[arg(id)])?;
-    let outcome = in_subtransaction(move || Spi::connect_mut(|c| execute_as(c, owner, &query, input, timeout_ms)));
+    let outcome = in_subtransaction(move || {
+        super::privileges::with_user_gucs(|| Spi::connect_mut(|c| execute_as(c, owner, &query, input, timeout_ms)))
+    });
     match outcome {
         Ok(Ok(output)) => {
             activity::mark_completed(client, id, output)?;

@@ -1,0 +1,75 @@
+// Security of the session the engine runs in (DESIGN §6): user SQL run by the engine
+// leaves no settings behind, and the engine's own statements ignore the caller's
+// search_path. Driven through workflow_dispatch(), which runs due sql steps in this
+// backend, so the step and the checks share one session.
+
+fn define_as(role: &str, name: &str, definition: &str) {
+    run(&format!("SET ROLE {role}"));
+    run(&format!("SELECT workflow_define('{name}', $j${definition}$j$)"));
+    run("RESET ROLE");
+}
+
+#[pg_test]
+fn sql_step_settings_do_not_outlive_the_step() {
+    run("CREATE ROLE pgw_definer");
+    run("SELECT workflow_grant('pgw_definer', 'admin')");
+    define_as(
+        "pgw_definer",
+        "leaky",
+        r#"{"steps": [
+            {"name": "set", "sql": "SELECT set_config('search_path', 'pg_temp', false), set_config('work_mem', '64kB', false)"},
+            {"name": "look", "depends_on": ["set"],
+             "sql": "SELECT jsonb_build_object('path', current_setting('search_path'), 'user', current_user::text)"}]}"#,
+    );
+    let before = one::<String>("SELECT current_setting('search_path') || ' ' || current_setting('work_mem')");
+    let id = one::<Uuid>("SELECT workflow_start('leaky')");
+    assert_eq!(one::<i32>("SELECT workflow_dispatch()"), 1); // runs "set"
+    assert_eq!(one::<i32>("SELECT workflow_dispatch()"), 1); // runs "look"
+    let after = one::<String>("SELECT current_setting('search_path') || ' ' || current_setting('work_mem')");
+    assert_eq!(after, before, "a step's SET leaked into the session that ran it");
+    let out = status(&id)["output"]["look"].clone();
+    assert_eq!(out["user"], json!("pgw_definer"), "the step ran as its definer");
+    assert_ne!(out["path"], json!("pg_temp"), "the second step saw the first step's SET");
+}
+
+#[pg_test]
+fn engine_statements_ignore_the_callers_search_path() {
+    run("CREATE ROLE pgw_worker");
+    run("SELECT workflow_grant('pgw_worker', 'worker')");
+    run("CREATE SCHEMA pgw_evil AUTHORIZATION pgw_worker");
+    run("CREATE TABLE pgw_calls (who text)");
+    run("GRANT INSERT ON pgw_calls TO PUBLIC");
+    // A shadow of now(), which every claim uses: records whom it ran as.
+    run("SET ROLE pgw_worker");
+    run("CREATE FUNCTION pgw_evil.now() RETURNS timestamptz LANGUAGE plpgsql AS $$ \
+         BEGIN INSERT INTO public.pgw_calls VALUES (current_user); RETURN pg_catalog.now(); END $$");
+    run("SET search_path = pgw_evil, pg_catalog, public");
+    // The same backend first plans the claim under the normal path, then runs it again
+    // under the caller's: neither may resolve now() to the shadow.
+    run("SELECT count(*) FROM public.workflow_claim('default', 'w', 1)");
+    run("RESET search_path");
+    run("SELECT count(*) FROM workflow_claim('default', 'w', 1)");
+    run("SET search_path = pgw_evil, pg_catalog, public");
+    run("SELECT count(*) FROM public.workflow_claim('default', 'w', 1)");
+    run("RESET search_path");
+    run("RESET ROLE");
+    assert_eq!(one::<i64>("SELECT count(*) FROM pgw_calls"), 0, "the engine called the caller's function");
+}
+
+#[pg_test]
+fn a_role_bound_to_a_tenant_starts_work_for_it() {
+    run("CREATE ROLE pgw_tenant_x");
+    run("CREATE ROLE pgw_app IN ROLE pgw_tenant_x");
+    run("SELECT workflow_grant('pgw_app', 'starter')");
+    run("SELECT workflow_bind_tenant('pgw_tenant_x', 'x')");
+    run("SET ROLE pgw_app");
+    let id = one::<Uuid>("SELECT workflow_start('anything')");
+    assert_eq!(one::<String>("SELECT workflow_current_tenant()"), "x");
+    run("RESET ROLE");
+    assert_eq!(one::<String>(&format!("SELECT tenant_id FROM workflow_execution WHERE id = '{id}'")), "x");
+    // Unbinding takes effect at once, in the same session.
+    run("SELECT workflow_unbind_tenant('pgw_tenant_x')");
+    run("SET ROLE pgw_app");
+    assert_eq!(Spi::get_one::<String>("SELECT workflow_current_tenant()").expect("query failed"), None);
+    run("RESET ROLE");
+}

@@ -1,0 +1,28 @@
+-- Tenant isolation (DESIGN §6; engine/tenancy.rs). A role bound here, and every role
+-- that inherits its rights, acts for that tenant alone. Written only through
+-- workflow_bind_tenant / workflow_unbind_tenant, which only superusers may call.
+CREATE TABLE workflow_tenant_role (
+    role      regrole     PRIMARY KEY,
+    tenant_id text        NOT NULL CHECK (tenant_id <> ''),
+    bound_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Direct reads of the tables by roles granted SELECT (workflow_grant) see their own
+-- tenant's rows. The API functions run as the table owner, whom RLS does not filter;
+-- they apply the same rule themselves. `(SELECT ...)`: evaluated once per query.
+ALTER TABLE workflow_execution ENABLE ROW LEVEL SECURITY;
+CREATE POLICY workflow_tenant_isolation ON workflow_execution
+    USING ((SELECT @extschema@.workflow_current_tenant()) IS NULL
+           OR tenant_id = (SELECT @extschema@.workflow_current_tenant()));
+
+ALTER TABLE workflow_activity ENABLE ROW LEVEL SECURITY;
+CREATE POLICY workflow_tenant_isolation ON workflow_activity
+    USING ((SELECT @extschema@.workflow_current_tenant()) IS NULL
+           OR execution_id IN (SELECT id FROM @extschema@.workflow_execution
+                               WHERE tenant_id = (SELECT @extschema@.workflow_current_tenant())));
+
+ALTER TABLE workflow_signal ENABLE ROW LEVEL SECURITY;
+CREATE POLICY workflow_tenant_isolation ON workflow_signal
+    USING ((SELECT @extschema@.workflow_current_tenant()) IS NULL
+           OR execution_id IN (SELECT id FROM @extschema@.workflow_execution
+                               WHERE tenant_id = (SELECT @extschema@.workflow_current_tenant())));
