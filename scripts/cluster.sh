@@ -3,6 +3,7 @@
 # tests and the benchmark.
 #   scripts/cluster.sh start DIR PORT [extra postgresql.conf lines...]
 #   scripts/cluster.sh stop DIR
+#   scripts/cluster.sh restart DIR  stop (if running) and start again, keeping the data
 #   scripts/cluster.sh crash DIR    immediate shutdown (no checkpoint), then start again
 # Postgres refuses to run as root, so as root the cluster runs as the `postgres` user.
 set -euo pipefail
@@ -36,10 +37,14 @@ start)
 stop)
     if [ -f "$dir/postmaster.pid" ]; then as_owner "$bindir/pg_ctl" -D "$dir" -m fast -w stop >/dev/null; fi
     ;;
+restart)
+    if [ -f "$dir/postmaster.pid" ]; then as_owner "$bindir/pg_ctl" -D "$dir" -m fast -w stop >/dev/null; fi
+    as_owner "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
+    ;;
 crash)
     as_owner "$bindir/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null
     as_owner "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
     ;;
 *)
-    echo "usage: $0 start DIR PORT | stop DIR | crash DIR" >&2; exit 2 ;;
+    echo "usage: $0 start DIR PORT | stop DIR | restart DIR | crash DIR" >&2; exit 2 ;;
 esac

@@ -2,7 +2,8 @@
 # `make test`: every test of the project, from a clean clone.
 #   1. the model's unit tests and the in-backend #[pg_test]s (cargo pgrx test);
 #   2. pg_regress files: the plain-SQL contract, against a throwaway cluster;
-#   3. client-level tests: several real connections against that cluster.
+#   3. client-level tests: several real connections against that cluster;
+#   4. the upgrade test: the previous release, updated to this one (tests/upgrade).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -17,6 +18,9 @@ if [ "$(id -u)" = 0 ]; then
     runas=(--runas postgres --pgdata "$work/pgrx-data")
 fi
 cargo pgrx test pg15 "${runas[@]}"
+
+echo "==> upgrade from the previous release (tests/upgrade)"
+tests/upgrade/run.sh "$work" $((port + 1))
 
 echo "==> installing the extension and starting a throwaway cluster on port $port"
 scripts/install.sh
