@@ -39,20 +39,24 @@ fn engine_statements_ignore_the_callers_search_path() {
     run("CREATE SCHEMA pgw_evil AUTHORIZATION pgw_worker");
     run("CREATE TABLE pgw_calls (who text)");
     run("GRANT INSERT ON pgw_calls TO PUBLIC");
+    // Work to claim: a claim that finds nothing evaluates none of its expressions.
+    run(r#"SELECT workflow_define('pgw_job', '{"steps": [{"name": "only", "activity": "job"}]}')"#);
+    run(r#"SELECT workflow_start('pgw_job', '{}', NULL, '{"queue": "pgw_evil"}') FROM generate_series(1, 3)"#);
     // A shadow of now(), which every claim uses: records whom it ran as.
     run("SET ROLE pgw_worker");
     run("CREATE FUNCTION pgw_evil.now() RETURNS timestamptz LANGUAGE plpgsql AS $$ \
          BEGIN INSERT INTO public.pgw_calls VALUES (current_user); RETURN pg_catalog.now(); END $$");
     run("SET search_path = pgw_evil, pg_catalog, public");
-    // The same backend first plans the claim under the normal path, then runs it again
-    // under the caller's: neither may resolve now() to the shadow.
-    run("SELECT count(*) FROM public.workflow_claim('default', 'w', 1)");
+    // Under the caller's path, the normal one, then the caller's again (so that a plan
+    // made under one is revalidated under the other): never the shadow.
+    let mut claimed = one::<i64>("SELECT count(*) FROM public.workflow_claim('pgw_evil', 'w', 1)");
     run("RESET search_path");
-    run("SELECT count(*) FROM workflow_claim('default', 'w', 1)");
+    claimed += one::<i64>("SELECT count(*) FROM workflow_claim('pgw_evil', 'w', 1)");
     run("SET search_path = pgw_evil, pg_catalog, public");
-    run("SELECT count(*) FROM public.workflow_claim('default', 'w', 1)");
+    claimed += one::<i64>("SELECT count(*) FROM public.workflow_claim('pgw_evil', 'w', 1)");
     run("RESET search_path");
     run("RESET ROLE");
+    assert_eq!(claimed, 3, "each claim took an activity, evaluating its now() calls");
     assert_eq!(one::<i64>("SELECT count(*) FROM pgw_calls"), 0, "the engine called the caller's function");
 }
 

@@ -9,6 +9,8 @@ CREATE FUNCTION "workflow_unbind_tenant"("role" TEXT) RETURNS bool
 VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_unbind_tenant_wrapper';
 CREATE FUNCTION "workflow_current_tenant"() RETURNS TEXT
 STRICT STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_current_tenant_wrapper';
+CREATE FUNCTION "workflow_tenant_role_changed"() RETURNS TRIGGER
+LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_tenant_role_changed_wrapper';
 
 -- Idempotency keys are unique per tenant now.
 DROP INDEX workflow_execution_idempotency;
@@ -24,6 +26,9 @@ CREATE TABLE workflow_tenant_role (
     tenant_id text        NOT NULL CHECK (tenant_id <> ''),
     bound_at  timestamptz NOT NULL DEFAULT now()
 );
+-- Backends cache what they resolved; any change of the table makes them forget it.
+CREATE TRIGGER workflow_tenant_role_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON workflow_tenant_role FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.workflow_tenant_role_changed();
 
 -- Direct reads of the tables by roles granted SELECT (workflow_grant) see their own
 -- tenant's rows. The API functions run as the table owner, whom RLS does not filter;
@@ -117,4 +122,4 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION workflow_bind_tenant(text, text), workflow_unbind_tenant(text), workflow_current_tenant(),
-    workflow_grant(regrole, text), workflow_revoke(regrole) FROM PUBLIC;
+    workflow_grant(regrole, text), workflow_revoke(regrole), workflow_tenant_role_changed() FROM PUBLIC;

@@ -278,3 +278,19 @@ fn workflow_unbind_tenant(role: Option<&str>) -> bool {
 fn workflow_current_tenant() -> Option<String> {
     call(|_, caller| Ok(caller.tenant.clone()))
 }
+
+/// Triggers, apart: `#[pg_trigger]` needs the standard `Result` in scope.
+pub mod triggers {
+    use pgrx::prelude::*;
+    use pgrx::{AllocatedByPostgres, PgTrigger, PgTriggerError};
+
+    /// Statement trigger on workflow_tenant_role: tells every backend, at commit, to
+    /// forget the tenants it resolved (engine::tenancy), however the table was changed.
+    #[pg_trigger]
+    fn workflow_tenant_role_changed<'a>(
+        trigger: &'a PgTrigger<'a>,
+    ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation()?.oid()) };
+        Ok(None)
+    }
+}

@@ -33,7 +33,11 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 extension_sql_file!("schema.sql", name = "schema", requires = [workflow_uuidv7]);
-extension_sql_file!("tenancy.sql", name = "tenancy", requires = ["schema", api::workflow_current_tenant]);
+extension_sql_file!(
+    "tenancy.sql",
+    name = "tenancy",
+    requires = ["schema", api::workflow_current_tenant, api::triggers::workflow_tenant_role_changed]
+);
 extension_sql_file!("roles.sql", name = "roles", requires = ["tenancy"]);
 
 // Nothing is granted to PUBLIC (DESIGN §6): Postgres grants EXECUTE on new functions to

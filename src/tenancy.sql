@@ -6,6 +6,9 @@ CREATE TABLE workflow_tenant_role (
     tenant_id text        NOT NULL CHECK (tenant_id <> ''),
     bound_at  timestamptz NOT NULL DEFAULT now()
 );
+-- Backends cache what they resolved; any change of the table makes them forget it.
+CREATE TRIGGER workflow_tenant_role_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON workflow_tenant_role FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.workflow_tenant_role_changed();
 
 -- Direct reads of the tables by roles granted SELECT (workflow_grant) see their own
 -- tenant's rows. The API functions run as the table owner, whom RLS does not filter;

@@ -14,6 +14,8 @@ use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::{self, BuiltinOid::*};
 use pgrx::spi::SpiClient;
 use pgrx::Uuid;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 /// Who is calling: the role (before the switch to the owner) and the tenant it acts for.
 #[derive(Debug, Clone)]
@@ -30,9 +32,16 @@ impl Caller {
     }
 }
 
+// Walks the caller's memberships (a few rows), not the bindings (one per tenant, maybe
+// thousands), then keeps the ones whose rights it inherits, as pg_has_role decides on
+// this server version.
 static TENANTS_OF: Statement = Statement {
-    sql: "SELECT DISTINCT tenant_id FROM @extschema@.workflow_tenant_role \
-          WHERE pg_catalog.pg_has_role($1, role::oid, 'USAGE') ORDER BY 1 LIMIT 3",
+    sql: "WITH RECURSIVE member_of(r) AS ( \
+              SELECT $1 \
+              UNION SELECT m.roleid FROM pg_catalog.pg_auth_members m JOIN member_of ON m.member = member_of.r) \
+          SELECT DISTINCT t.tenant_id FROM member_of \
+          JOIN @extschema@.workflow_tenant_role t ON t.role = member_of.r::regrole \
+          WHERE pg_catalog.pg_has_role($1, member_of.r, 'USAGE') ORDER BY 1 LIMIT 3",
     args: &[OIDOID],
 };
 static EXECUTION_TENANT: Statement = Statement {
@@ -54,17 +63,50 @@ static UNBIND: Statement = Statement {
     args: &[TEXTOID],
 };
 
+thread_local! {
+    /// role -> the tenants it acts for, per backend: every API call needs it, bindings
+    /// and memberships rarely change. Cleared by any relcache invalidation (the trigger
+    /// on workflow_tenant_role sends one for that table) and by any change of roles or
+    /// memberships; both also fire when a transaction that changed them aborts.
+    static RESOLVED: RefCell<HashMap<u32, Vec<String>>> = RefCell::new(HashMap::new());
+    static WATCHING: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe extern "C-unwind" fn forget_on_relcache(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    RESOLVED.with(|r| r.borrow_mut().clear());
+}
+
+unsafe extern "C-unwind" fn forget_on_syscache(_arg: pg_sys::Datum, _cache: std::ffi::c_int, _hash: u32) {
+    RESOLVED.with(|r| r.borrow_mut().clear());
+}
+
+fn watch_invalidations() {
+    if WATCHING.with(|w| w.replace(true)) {
+        return;
+    }
+    use pg_sys::SysCacheIdentifier::{AUTHMEMROLEMEM, AUTHOID};
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_on_relcache), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterSyscacheCallback(AUTHMEMROLEMEM as _, Some(forget_on_syscache), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterSyscacheCallback(AUTHOID as _, Some(forget_on_syscache), pg_sys::Datum::from(0));
+    }
+}
+
 /// The tenant `role` acts for; an error if it inherits bindings to several tenants.
 pub fn resolve(client: &mut SpiClient<'_>, role: pg_sys::Oid) -> Result<Caller> {
     if unsafe { pg_sys::superuser_arg(role) } {
         return Ok(Caller::unrestricted(role));
     }
-    let mut tenants = Vec::new();
-    for row in run(client, &TENANTS_OF, &[arg(role)])? {
-        if let Some(t) = row.get::<String>(1)? {
-            tenants.push(t);
+    watch_invalidations();
+    let cached = RESOLVED.with(|r| r.borrow().get(&role.to_u32()).cloned());
+    let mut tenants = match cached {
+        Some(t) => t,
+        None => {
+            let t = lookup(client, role)?;
+            RESOLVED.with(|r| r.borrow_mut().insert(role.to_u32(), t.clone()));
+            t
         }
-    }
+    };
     match tenants.len() {
         0 => Ok(Caller::unrestricted(role)),
         1 => Ok(Caller { role, tenant: tenants.pop() }),
@@ -75,6 +117,16 @@ pub fn resolve(client: &mut SpiClient<'_>, role: pg_sys::Oid) -> Result<Caller> 
         ))
         .with_hint("SET ROLE to a role bound to one tenant before calling pg_workflow")),
     }
+}
+
+fn lookup(client: &mut SpiClient<'_>, role: pg_sys::Oid) -> Result<Vec<String>> {
+    let mut tenants = Vec::new();
+    for row in run(client, &TENANTS_OF, &[arg(role)])? {
+        if let Some(t) = row.get::<String>(1)? {
+            tenants.push(t);
+        }
+    }
+    Ok(tenants)
 }
 
 fn same_tenant(caller: &Caller, found: Option<String>) -> bool {

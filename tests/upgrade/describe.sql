@@ -18,6 +18,9 @@ UNION ALL
 SELECT 'constraint ' || r.relname || ' ' || c.conname || ' ' || pg_get_constraintdef(c.oid)
 FROM rels r JOIN pg_constraint c ON c.conrelid = r.oid
 UNION ALL
+SELECT 'trigger ' || r.relname || ' ' || pg_get_triggerdef(t.oid)
+FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal
+UNION ALL
 SELECT 'policy ' || p.tablename || ' ' || p.policyname || ' ' || p.cmd || ' ' || coalesce(p.qual, '')
 FROM pg_policies p JOIN rels r ON r.relname = p.tablename
 UNION ALL

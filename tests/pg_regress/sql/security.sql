@@ -93,7 +93,8 @@ FROM workflow_execution WHERE idempotency_key = 'secure-1';
 RESET ROLE;
 
 -- The search_path cannot make the owner run a caller's function: a worker shadows
--- now() (used by every claim) with one that would make it a superuser.
+-- now() (evaluated for every activity a claim takes) with one that would make it a
+-- superuser, then claims.
 CREATE SCHEMA evil AUTHORIZATION wf_worker;
 SET ROLE wf_worker;
 CREATE FUNCTION evil.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
@@ -102,6 +103,9 @@ BEGIN
     RETURN pg_catalog.now();
 END
 $$;
+RESET ROLE;
+SELECT workflow_start('secure_doc', '{}', 'secure-2', '{"queue": "secure"}') IS NOT NULL AS started;
+SET ROLE wf_worker;
 SET search_path = evil, pg_catalog, public;
 SELECT count(*) AS claimed FROM workflow_claim('secure', 'w1', 10);
 RESET search_path;
