@@ -17,6 +17,20 @@ use pgrx::Uuid;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+/// Longest tenant id accepted; ids are names, not documents.
+pub const MAX_TENANT_LEN: usize = 200;
+
+/// None if `t` is a usable tenant id, else what is wrong with it.
+fn bad_tenant(t: &str) -> Option<String> {
+    if t.is_empty() || t.chars().any(char::is_control) {
+        Some("must be non-empty printable text".into())
+    } else if t.len() > MAX_TENANT_LEN {
+        Some(format!("is {} bytes long; at most {MAX_TENANT_LEN} are allowed", t.len()))
+    } else {
+        None
+    }
+}
+
 /// Who is calling: the role (before the switch to the owner) and the tenant it acts for.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -54,12 +68,15 @@ static ACTIVITY_TENANT: Statement = Statement {
     args: &[UUIDOID],
 };
 static BIND: Statement = Statement {
-    sql: "INSERT INTO @extschema@.workflow_tenant_role (role, tenant_id) VALUES ($1::regrole, $2) \
-          ON CONFLICT (role) DO UPDATE SET tenant_id = excluded.tenant_id, bound_at = now()",
+    sql: "INSERT INTO @extschema@.workflow_tenant_role (role, tenant_id) \
+          SELECT r.oid::regrole, $2 FROM pg_catalog.pg_roles r WHERE r.rolname = $1 \
+          ON CONFLICT (role) DO UPDATE SET tenant_id = excluded.tenant_id, bound_at = now() \
+          RETURNING 1",
     args: &[TEXTOID, TEXTOID],
 };
 static UNBIND: Statement = Statement {
-    sql: "DELETE FROM @extschema@.workflow_tenant_role WHERE role = $1::regrole RETURNING 1",
+    sql: "DELETE FROM @extschema@.workflow_tenant_role t USING pg_catalog.pg_roles r \
+          WHERE t.role = r.oid::regrole AND r.rolname = $1 RETURNING 1",
     args: &[TEXTOID],
 };
 
@@ -172,10 +189,8 @@ pub fn require_unbound(caller: &Caller, what: &str) -> Result<()> {
 /// The tenant a new execution belongs to: the caller's, or the one asked for by an
 /// unbound caller. A bound caller may not start work for another tenant.
 pub fn tenant_for_start(caller: &Caller, requested: Option<String>) -> Result<Option<String>> {
-    if let Some(t) = &requested {
-        if t.is_empty() || t.chars().any(char::is_control) {
-            return Err(WorkflowError::invalid("options.tenant_id must be non-empty printable text"));
-        }
+    if let Some(problem) = requested.as_deref().and_then(bad_tenant) {
+        return Err(WorkflowError::invalid(format!("options.tenant_id {problem}")));
     }
     match (&caller.tenant, requested) {
         (None, requested) => Ok(requested),
@@ -192,12 +207,15 @@ pub fn bind(client: &mut SpiClient<'_>, role: Option<&str>, tenant: Option<&str>
     let role = role.ok_or_else(|| WorkflowError::invalid("role must not be NULL; pass a role name"))?;
     let tenant = match tenant {
         None => return Err(WorkflowError::invalid("tenant_id must not be NULL; to unbind, call workflow_unbind_tenant")),
-        Some(t) if t.is_empty() || t.chars().any(char::is_control) => {
-            return Err(WorkflowError::invalid("tenant_id must be non-empty printable text"))
-        }
-        Some(t) => t,
+        Some(t) => match bad_tenant(t) {
+            Some(problem) => return Err(WorkflowError::invalid(format!("tenant_id {problem}"))),
+            None => t,
+        },
     };
-    run(client, &BIND, &[arg(role), arg(tenant)])?;
+    if run(client, &BIND, &[arg(role), arg(tenant)])?.is_empty() {
+        return Err(WorkflowError::undefined(format!("role \"{role}\" does not exist"))
+            .with_hint("pass the exact name of an existing role (case matters)"));
+    }
     Ok(())
 }
 

@@ -191,6 +191,12 @@ SELECT as_role('b_admin', $$SELECT workflow_bind_tenant('b_admin', 'A')$$);
 SELECT expect_error($$SELECT workflow_bind_tenant('no_such_role', 'A')$$);
 SELECT expect_error($$SELECT workflow_bind_tenant('tenant_a', '')$$);
 SELECT expect_error($$SELECT workflow_bind_tenant('tenant_a', NULL)$$);
+SELECT expect_error($$SELECT workflow_bind_tenant('tenant_a', repeat('t', 201))$$);
+SELECT expect_error($$SELECT workflow_bind_tenant('tenant_a', E'a\nb')$$);
+SELECT expect_error($$SELECT workflow_bind_tenant(NULL, 'A')$$);
+SELECT expect_error($$SELECT workflow_bind_tenant('"; DROP TABLE workflow_execution; --', 'A')$$);
+SELECT expect_error($$SELECT workflow_unbind_tenant(NULL)$$);
+SELECT as_role('wf_starter', $$SELECT workflow_start('secure_doc', '{}', NULL, jsonb_build_object('tenant_id', repeat('t', 300)))$$);
 SELECT workflow_unbind_tenant('tenant_b'), workflow_unbind_tenant('tenant_b');
 SELECT as_role('b_starter', 'SELECT workflow_current_tenant() IS NULL');
 
