@@ -112,11 +112,17 @@ fn an_sql_step_runs_exactly_once_even_when_its_runner_is_killed() {
     let id: String = db.query_one(r#"SELECT workflow_start('effectful', '{"n": 7}')::text"#, &[]).unwrap().get(0);
     wait_for(
         &mut db,
-        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner' AND wait_event = 'PgSleep')",
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner' \
+         AND datname = current_database() AND wait_event = 'PgSleep')",
         "the runner to start the step",
     );
     let killed: bool = db
-        .query_one("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner'", &[])
+        // This database's runner only: another test's may still be finishing a step.
+        .query_one(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE backend_type = 'pg_workflow sql runner' AND datname = current_database()",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert!(killed);
@@ -237,7 +243,8 @@ fn an_sql_step_times_out_and_a_long_one_does_not_stall_dispatch() {
     let long: String = db.query_one("SELECT workflow_start('long')::text", &[]).unwrap().get(0);
     wait_for(
         &mut db,
-        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner' AND wait_event = 'PgSleep')",
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner' \
+         AND datname = current_database() AND wait_event = 'PgSleep')",
         "the long step to start",
     );
     let nap: String = db.query_one("SELECT workflow_start('nap')::text", &[]).unwrap().get(0);
