@@ -155,23 +155,22 @@ fn same_tenant(caller: &Caller, found: Option<String>) -> bool {
 
 /// P0002 unless `caller` may act on the execution (a missing one is left to the engine).
 pub fn check_execution(client: &mut SpiClient<'_>, caller: &Caller, id: Option<Uuid>) -> Result<()> {
-    let (Some(_), Some(id)) = (&caller.tenant, id) else { return Ok(()) };
-    let Some(row) = run(client, &EXECUTION_TENANT, &[arg(id)])?.into_iter().next() else { return Ok(()) };
-    if same_tenant(caller, row.get(1)?) {
-        Ok(())
-    } else {
-        Err(WorkflowError::not_found(format!("workflow execution {id} does not exist")))
-    }
+    check(client, caller, id, &EXECUTION_TENANT, "execution")
 }
 
 /// P0002 unless `caller` may act on the activity (a missing one is left to the engine).
 pub fn check_activity(client: &mut SpiClient<'_>, caller: &Caller, id: Option<Uuid>) -> Result<()> {
+    check(client, caller, id, &ACTIVITY_TENANT, "activity")
+}
+
+/// Another tenant's object answers like a missing one, so its existence does not leak.
+fn check(client: &mut SpiClient<'_>, caller: &Caller, id: Option<Uuid>, tenant_of: &'static Statement, what: &str) -> Result<()> {
     let (Some(_), Some(id)) = (&caller.tenant, id) else { return Ok(()) };
-    let Some(row) = run(client, &ACTIVITY_TENANT, &[arg(id)])?.into_iter().next() else { return Ok(()) };
+    let Some(row) = run(client, tenant_of, &[arg(id)])?.into_iter().next() else { return Ok(()) };
     if same_tenant(caller, row.get(1)?) {
         Ok(())
     } else {
-        Err(WorkflowError::not_found(format!("workflow activity {id} does not exist")))
+        Err(WorkflowError::not_found(format!("workflow {what} {id} does not exist")))
     }
 }
 
