@@ -105,6 +105,28 @@ fn sleep_until_reads_a_timestamp_from_the_input() {
     assert_eq!(status(&bad)["error"]["error"]["type"], json!("InvalidSleep"));
 }
 
+/// What the dispatcher asks after every pass: how long until something is due.
+fn next_due() -> Option<i64> {
+    Spi::connect_mut(|c| crate::engine::dispatch::next_due(c)).expect("next_due failed")
+}
+
+#[pg_test]
+fn never_due_and_long_overdue_waits_leave_the_dispatcher_working() {
+    // A signal wait without a timeout is due at 'infinity': nothing is due, not an error
+    // (the error rolled back the dispatcher's whole pass, whatever else it had moved).
+    define("forever", r#"{"steps": [{"name": "approve", "wait_signal": "approved"}]}"#);
+    run("SELECT workflow_start('forever')");
+    assert_eq!(next_due(), None);
+    // A sleep until an input timestamp of 'infinity' is the same; '-infinity' is overdue.
+    define("until_inf", r#"{"steps": [{"name": "pause", "sleep": {"until": "at"}}]}"#);
+    run(r#"SELECT workflow_start('until_inf', '{"at": "infinity"}')"#);
+    assert_eq!(next_due(), None);
+    run(r#"SELECT workflow_start('until_inf', '{"at": "-infinity"}')"#);
+    assert!(next_due().is_some_and(|us| us < 0), "a sleep until -infinity is overdue");
+    assert_eq!(one::<i32>("SELECT workflow_dispatch()"), 1);
+    assert_eq!(next_due(), None);
+}
+
 const MAP: &str = r#"{"steps": [{"name": "chunk", "activity": "chunk"},
     {"name": "extract", "activity": "extract", "depends_on": ["chunk"], "map": "chunk"},
     {"name": "store", "activity": "store", "depends_on": ["extract"]}]}"#;

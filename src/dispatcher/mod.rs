@@ -51,7 +51,21 @@ fn database_oid(arg: pg_sys::Datum) -> pg_sys::Oid {
 
 /// Connects a worker to its database with the engine's pinned search_path for the whole
 /// session: a database-level `SET search_path` must not reach the superuser's statements.
+/// A short deadlock_timeout makes a background process, not the user's transaction (a
+/// DROP EXTENSION, say), the one that notices a deadlock and gives way; it retries later.
 fn connect(db: pg_sys::Oid) {
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
     crate::engine::privileges::set_search_path(pg_sys::GucAction::GUC_ACTION_SET);
+    unsafe {
+        pg_sys::set_config_option(
+            c"deadlock_timeout".as_ptr(),
+            c"100ms".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            pgrx::PgLogLevel::WARNING as i32,
+            false,
+        );
+    }
 }

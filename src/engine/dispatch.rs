@@ -53,9 +53,13 @@ fn time_out_execution(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
 }
 
 // Microseconds until the earliest due item (negative: overdue), or NULL if nothing waits.
-// Each min() reads the first entry of a partial index.
+// Each min() reads the first entry of a partial index. A signal wait without a timeout
+// is due at 'infinity' (never), a sleep until an input timestamp may be at either
+// infinity: neither may reach the subtraction, which rejects infinite timestamps.
 static NEXT_DUE: Statement = Statement {
-    sql: "SELECT (extract(epoch FROM least( \
+    sql: "SELECT CASE WHEN due = 'infinity' THEN NULL WHEN due = '-infinity' THEN -1 \
+                      ELSE (extract(epoch FROM due - clock_timestamp()) * 1000000)::int8 END \
+          FROM (SELECT least( \
             (SELECT min(scheduled_at) FROM @extschema@.workflow_activity WHERE status = 'waiting'), \
             (SELECT min(lease_expires_at) FROM @extschema@.workflow_activity WHERE status = 'running'), \
             (SELECT min(expires_at) FROM @extschema@.workflow_activity \
@@ -63,7 +67,7 @@ static NEXT_DUE: Statement = Statement {
             (SELECT min(scheduled_at) FROM @extschema@.workflow_activity WHERE kind = 'sql' AND status = 'scheduled'), \
             (SELECT min(deadline) FROM @extschema@.workflow_execution WHERE status = 'running' AND deadline IS NOT NULL), \
             (SELECT min(started_at) FROM @extschema@.workflow_execution WHERE status = 'pending') \
-          ) - clock_timestamp()) * 1000000)::int8",
+          ) AS due) next",
     args: &[],
 };
 static SQL_DUE: Statement = Statement {
