@@ -77,3 +77,34 @@ fn a_role_bound_to_a_tenant_starts_work_for_it() {
     assert_eq!(Spi::get_one::<String>("SELECT workflow_current_tenant()").expect("query failed"), None);
     run("RESET ROLE");
 }
+
+#[pg_test]
+fn sql_step_text_cannot_change_whose_rights_it_has() {
+    run("CREATE ROLE pgw_plain");
+    run("SELECT workflow_grant('pgw_plain', 'admin')");
+    // Each of these would make the rest of the step (or the session) run as someone else.
+    let attempts = [
+        "SET ROLE postgres",
+        "RESET ROLE",
+        "SET SESSION AUTHORIZATION postgres",
+        "SELECT set_config('role', 'postgres', false)",
+        "SELECT set_config('session_authorization', 'postgres', false)",
+        "COMMIT",
+    ];
+    let mut ids = Vec::new();
+    for (i, text) in attempts.iter().enumerate() {
+        define_as(
+            "pgw_plain",
+            &format!("escape{i}"),
+            &format!(r#"{{"steps": [{{"name": "s", "sql": "{text}", "retry": {{"max_attempts": 1}}}}]}}"#),
+        );
+        ids.push(one::<Uuid>(&format!("SELECT workflow_start('escape{i}')")));
+    }
+    assert_eq!(one::<i32>("SELECT workflow_dispatch()"), attempts.len() as i32);
+    for (id, text) in ids.iter().zip(attempts) {
+        let st = status(id);
+        assert_eq!(st["status"], json!("failed"), "{text} was allowed: {st}");
+        assert_eq!(st["error"]["error"]["type"], json!("SqlError"), "{text}: {st}");
+    }
+    assert_eq!(one::<String>("SELECT current_user::text"), "postgres", "the session's user is unchanged");
+}

@@ -132,8 +132,9 @@ fn sqlstate_text(code: i32) -> String {
     (0..5).map(|i| (((code >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
 }
 
-/// Runs `f` in a subtransaction; an ERROR inside rolls it back and comes back as Err.
-fn in_subtransaction<T>(f: impl FnOnce() -> Result<T> + std::panic::UnwindSafe) -> std::result::Result<Result<T>, Value> {
+/// Runs `f` in a subtransaction; an ERROR inside, or an Err from it (SPI refusing the
+/// text, e.g. a COMMIT), rolls it back and comes back as the step's error.
+fn in_subtransaction<T>(f: impl FnOnce() -> Result<T> + std::panic::UnwindSafe) -> std::result::Result<T, Value> {
     unsafe {
         let context = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;
@@ -141,10 +142,16 @@ fn in_subtransaction<T>(f: impl FnOnce() -> Result<T> + std::panic::UnwindSafe) 
         pg_sys::MemoryContextSwitchTo(context);
         PgTryBuilder::new(move || {
             let r = f();
-            pg_sys::ReleaseCurrentSubTransaction();
+            if r.is_ok() {
+                pg_sys::ReleaseCurrentSubTransaction();
+            } else {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            }
             pg_sys::MemoryContextSwitchTo(context);
             pg_sys::CurrentResourceOwner = owner;
-            Ok(r)
+            // Not a Postgres ERROR: SPI refused the text before running it (transaction
+            // control, a utility statement it cannot run).
+            r.map_err(|e| json!({"type": "SqlError", "message": format!("the step's SQL cannot run here: {}", e.message)}))
         })
         .catch_others(move |e| {
             pg_sys::MemoryContextSwitchTo(context);
@@ -188,11 +195,10 @@ pub fn run_one(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
         super::privileges::with_user_gucs(|| Spi::connect_mut(|c| execute_as(c, owner, &query, input, timeout_ms)))
     });
     match outcome {
-        Ok(Ok(output)) => {
+        Ok(output) => {
             activity::mark_completed(client, id, output)?;
             super::advance::advance(client, &exec)?;
         }
-        Ok(Err(e)) => return Err(e),
         Err(error) => activity::fail_locked_sql(client, &exec, id, error)?,
     }
     Ok(true)
