@@ -146,7 +146,7 @@ fn after_step(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str) -> R
     if compensation::is_compensation(step_key) {
         compensation::next(client, exec)
     } else {
-        advance::advance(client, exec)
+        advance::advance_after(client, exec, step_key)
     }
 }
 

@@ -7,7 +7,7 @@ use super::plan::{run, Statement};
 use super::steps::{self, Scheduled};
 use super::arg;
 use crate::error::Result;
-use crate::model::definition::Definition;
+use crate::model::definition::{AfterCompletion, Definition};
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use std::collections::HashMap;
@@ -22,7 +22,8 @@ static COMPLETE: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_execution SET status = 'completed', finished_at = now(), \
             output = (SELECT coalesce(jsonb_object_agg(step_key, output), '{}'::jsonb) \
                       FROM @extschema@.workflow_activity WHERE execution_id = $1 AND step_key = ANY($2)) \
-          WHERE id = $1 AND status = 'running'",
+          WHERE id = $1 AND status = 'running' \
+          RETURNING parent_id IS NOT NULL",
     args: &[UUIDOID, TEXTARRAYOID],
 };
 static MARK_READY: Statement = Statement {
@@ -41,6 +42,28 @@ fn step_states(client: &mut SpiClient<'_>, id: pgrx::Uuid) -> Result<HashMap<Str
 /// Moves a locked execution forward as far as it can go now.
 pub fn advance(client: &mut SpiClient<'_>, exec: &Execution) -> Result<()> {
     walk(client, exec, false)
+}
+
+/// `advance` once step `step_key` of a locked execution completed. Where the definition
+/// alone says what follows (a chain, a single step), that is done without reading the
+/// other steps' states; a step found already scheduled sends it the long way round.
+pub fn advance_after(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str) -> Result<()> {
+    if let (true, Some(def)) = (exec.status == "running", exec.definition.clone()) {
+        match def.after_completion(step_key) {
+            Some(AfterCompletion::Finish) => return finish(client, exec, &def),
+            Some(AfterCompletion::Schedule(next)) => {
+                let mut all_new = true;
+                for step in next {
+                    all_new &= matches!(steps::schedule(client, exec, step, &step.name, None)?, Scheduled::Open);
+                }
+                if all_new {
+                    return Ok(());
+                }
+            }
+            None => {}
+        }
+    }
+    advance(client, exec)
 }
 
 /// `advance` for an execution this transaction just inserted: it has no steps yet.
@@ -97,7 +120,12 @@ fn walk(client: &mut SpiClient<'_>, exec: &Execution, mut new: bool) -> Result<(
 
 fn finish(client: &mut SpiClient<'_>, exec: &Execution, def: &Definition) -> Result<()> {
     let finals: Vec<String> = def.final_steps().map(|s| s.name.clone()).collect();
-    run(client, &COMPLETE, &[arg(exec.id), arg(finals)])?;
+    let Some(row) = run(client, &COMPLETE, &[arg(exec.id), arg(finals)])?.into_iter().next() else {
+        return Ok(()); // no longer running
+    };
     crate::wake::execution_finished(&exec.id);
-    execution::notify_parent(client, exec.id)
+    if row.get::<bool>(1)?.unwrap_or(true) {
+        execution::notify_parent(client, exec.id)?;
+    }
+    Ok(())
 }

@@ -197,7 +197,7 @@ pub fn run_one(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     match outcome {
         Ok(output) => {
             activity::mark_completed(client, id, output)?;
-            super::advance::advance(client, &exec)?;
+            super::advance::advance_after(client, &exec, &step_key)?;
         }
         Err(error) => activity::fail_locked_sql(client, &exec, id, error)?,
     }

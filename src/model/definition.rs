@@ -395,6 +395,45 @@ impl Definition {
     pub fn final_steps(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().filter(move |s| !self.steps.iter().any(|o| o.depends_on.contains(&s.name)))
     }
+
+    /// What completing step `name` leads to, when the definition alone decides it (no
+    /// need to read the other steps' states): the common chain and single-step shapes.
+    /// None when the states matter (joins, maps, steps that may complete as they are
+    /// scheduled); the engine then walks the whole DAG.
+    pub fn after_completion(&self, name: &str) -> Option<AfterCompletion<'_>> {
+        let step = self.step(name)?;
+        if step.map.is_some() {
+            return None;
+        }
+        let dependents: Vec<&Step> = self.steps.iter().filter(|s| s.depends_on.iter().any(|d| d == name)).collect();
+        if dependents.is_empty() {
+            // Done when every step is this one or one it (transitively) waited for.
+            let mut ancestors: Vec<&str> = vec![name];
+            let mut i = 0;
+            while i < ancestors.len() {
+                for dep in &self.step(ancestors[i])?.depends_on {
+                    if !ancestors.contains(&dep.as_str()) {
+                        ancestors.push(dep);
+                    }
+                }
+                i += 1;
+            }
+            return (ancestors.len() == self.steps.len()).then_some(AfterCompletion::Finish);
+        }
+        let simple = |s: &&Step| {
+            s.depends_on.len() == 1 && s.map.is_none() && matches!(s.kind, StepKind::Task { .. } | StepKind::Sql { .. })
+        };
+        dependents.iter().all(simple).then_some(AfterCompletion::Schedule(dependents))
+    }
+}
+
+/// See `Definition::after_completion`.
+#[derive(Debug, PartialEq)]
+pub enum AfterCompletion<'a> {
+    /// Every step is done: the execution completes.
+    Finish,
+    /// These steps waited for this one alone: schedule them.
+    Schedule(Vec<&'a Step>),
 }
 
 #[cfg(test)]
@@ -404,6 +443,51 @@ mod tests {
 
     fn err(v: Value) -> String {
         parse(&v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn after_completion_is_decided_by_the_definition_only_for_chains() {
+        let def = parse(&json!({"steps": [
+            {"name": "a", "activity": "x"},
+            {"name": "b", "activity": "x", "depends_on": ["a"]},
+            {"name": "c", "sql": "SELECT 1", "depends_on": ["b"]}]}))
+        .unwrap();
+        let names = |r: Option<AfterCompletion>| match r {
+            Some(AfterCompletion::Schedule(steps)) => steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(","),
+            Some(AfterCompletion::Finish) => "finish".into(),
+            None => "walk".into(),
+        };
+        assert_eq!(names(def.after_completion("a")), "b");
+        assert_eq!(names(def.after_completion("b")), "c");
+        assert_eq!(names(def.after_completion("c")), "finish");
+        assert_eq!(names(def.after_completion("a[0]")), "walk", "map items are not steps");
+
+        let single = parse(&json!({"steps": [{"name": "only", "activity": "x"}]})).unwrap();
+        assert_eq!(names(single.after_completion("only")), "finish");
+
+        // A join, a parallel sibling, a fan-out source and a wait all need the states.
+        let dag = parse(&json!({"steps": [
+            {"name": "a", "activity": "x"},
+            {"name": "b", "activity": "x"},
+            {"name": "j", "activity": "x", "depends_on": ["a", "b"]},
+            {"name": "s", "activity": "x", "depends_on": ["j"]},
+            {"name": "m", "activity": "x", "depends_on": ["s"], "map": "s"},
+            {"name": "w", "wait_signal": "go", "depends_on": ["m"]},
+            {"name": "t", "activity": "x", "depends_on": ["w"]}]}))
+        .unwrap();
+        assert_eq!(names(dag.after_completion("a")), "walk", "j also waits for b");
+        assert_eq!(names(dag.after_completion("j")), "s");
+        assert_eq!(names(dag.after_completion("s")), "walk", "m fans out");
+        assert_eq!(names(dag.after_completion("m")), "walk", "a map step");
+        assert_eq!(names(dag.after_completion("w")), "t");
+        assert_eq!(names(dag.after_completion("t")), "finish");
+        let fork = parse(&json!({"steps": [
+            {"name": "a", "activity": "x"},
+            {"name": "b", "activity": "x", "depends_on": ["a"]},
+            {"name": "c", "activity": "x", "depends_on": ["a"]}]}))
+        .unwrap();
+        assert_eq!(names(fork.after_completion("a")), "b,c");
+        assert_eq!(names(fork.after_completion("b")), "walk", "c may still be open");
     }
 
     #[test]
