@@ -1,6 +1,7 @@
 //! Crash safety under load (DESIGN §7). Workers run 3,000 three-step executions
-//! while a chaos thread drops worker connections mid-activity, terminates worker
-//! backends and dispatchers, and restarts Postgres with an immediate (crash) shutdown.
+//! while a chaos thread drops worker connections mid-activity, kills worker processes
+//! (src/bin/crash_worker.rs) with SIGKILL, terminates worker backends and
+//! dispatchers, and restarts Postgres with an immediate (crash) shutdown.
 //! Afterwards every execution has finished, no completed step's result is lost, and
 //! no step was claimed again after its completion was accepted.
 
@@ -8,12 +9,17 @@ use pg_workflow_client_tests::{connect, fresh_database, Rng};
 use postgres::error::SqlState;
 use postgres::Client;
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const EXECUTIONS: i64 = 3000;
+/// How many executions; `make soak` raises it (PGWORKFLOW_CRASH_EXECUTIONS).
+fn executions() -> i64 {
+    std::env::var("PGWORKFLOW_CRASH_EXECUTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
+}
 const WORKERS: usize = 4;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +42,30 @@ struct Attempt {
     outcome: Outcome,
 }
 
+/// A worker as a separate OS process (src/bin/crash_worker.rs). What it printed before
+/// it died is its side of the record; whether its last completion committed is not known.
+fn spawn_process_worker(url: &str, log: &Arc<Mutex<Vec<Attempt>>>) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crash_worker"))
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a worker process");
+    let stdout = child.stdout.take().expect("stdout");
+    let log = log.clone();
+    thread::spawn(move || {
+        // Read to the end, also after a kill: the pipe keeps what was written.
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            let mut parts = line.strip_prefix("ran ").unwrap_or_default().split_whitespace();
+            if let (Some(activity), Some(Ok(attempt))) = (parts.next(), parts.next().map(str::parse)) {
+                log.lock().unwrap().push(Attempt { activity: activity.to_owned(), attempt, outcome: Outcome::Unknown });
+            }
+        }
+    });
+    child
+}
+
 fn try_connect(url: &str, deadline: Instant) -> Client {
     loop {
         if let Ok(c) = Client::connect(&format!("{url} application_name=pgw-crash-worker"), postgres::NoTls) {
@@ -51,17 +81,22 @@ fn executions_survive_killed_workers_terminated_backends_and_a_crash_restart() {
     let Ok(pgdata) = std::env::var("PGWORKFLOW_TEST_PGDATA") else {
         panic!("PGWORKFLOW_TEST_PGDATA is not set; run through `make test`");
     };
+    let executions = executions();
+    // One crash restart per 1,500 executions (at least two), one every four seconds.
+    let max_restarts = (executions / 1500).max(2) as u64;
     let url = fresh_database("pgw_client_crash");
     connect(&url)
         .batch_execute(
             r#"SELECT workflow_define('sturdy', '{"steps": [
                  {"name": "a", "activity": "t", "retry": {"max_attempts": 0, "initial_interval": "10ms", "jitter": 0}},
                  {"name": "b", "activity": "t", "depends_on": ["a"], "retry": {"max_attempts": 0, "initial_interval": "10ms", "jitter": 0}},
-                 {"name": "c", "activity": "t", "depends_on": ["b"], "retry": {"max_attempts": 0, "initial_interval": "10ms", "jitter": 0}}]}');
-               SELECT count(workflow_start('sturdy', jsonb_build_object('n', g))) FROM generate_series(1, 3000) g;"#,
+                 {"name": "c", "activity": "t", "depends_on": ["b"], "retry": {"max_attempts": 0, "initial_interval": "10ms", "jitter": 0}}]}');"#,
         )
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(240);
+    connect(&url)
+        .execute("SELECT count(workflow_start('sturdy', jsonb_build_object('n', g))) FROM generate_series(1, $1::int8) g", &[&executions])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240 * (executions as u64 / 3000).max(1));
     let done = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Vec::<Attempt>::new()));
     let abandoned = Arc::new(AtomicU64::new(0));
@@ -118,8 +153,11 @@ fn executions_survive_killed_workers_terminated_backends_and_a_crash_restart() {
         })
         .collect();
 
-    // Chaos: terminate worker backends and dispatchers, and crash-restart Postgres twice.
-    let (mut terminated, mut restarts) = (0u64, 0u64);
+    // Chaos: kill worker processes, terminate worker backends and dispatchers, and
+    // crash-restart Postgres twice.
+    let mut processes: Vec<Child> = (0..2).map(|_| spawn_process_worker(&url, &log)).collect();
+    let mut chaos = Rng::new(7);
+    let (mut terminated, mut restarts, mut killed) = (0u64, 0u64, 0u64);
     let start = Instant::now();
     let mut observer: Option<Client> = None;
     loop {
@@ -136,8 +174,19 @@ fn executions_survive_killed_workers_terminated_backends_and_a_crash_restart() {
             }
         }
         assert!(Instant::now() < deadline, "executions did not finish within the bound");
+        // A worker process is SIGKILLed each round; dead ones are replaced.
+        let victim = chaos.below(processes.len() as u64) as usize;
+        if processes[victim].try_wait().ok().flatten().is_none() {
+            processes[victim].kill().expect("kill -9 a worker process");
+            killed += 1;
+        }
+        for p in processes.iter_mut() {
+            if p.try_wait().ok().flatten().is_some() {
+                *p = spawn_process_worker(&url, &log);
+            }
+        }
         let elapsed = start.elapsed().as_secs();
-        if restarts < 2 && elapsed >= 2 + 4 * restarts {
+        if restarts < max_restarts && elapsed >= 2 + 4 * restarts {
             let status = std::process::Command::new("scripts/cluster.sh")
                 .current_dir(env!("CARGO_MANIFEST_DIR").to_owned() + "/../..")
                 .args(["crash", &pgdata])
@@ -159,6 +208,10 @@ fn executions_survive_killed_workers_terminated_backends_and_a_crash_restart() {
         }
     }
     done.store(true, Ordering::Relaxed);
+    for mut p in processes {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
     for w in workers {
         w.join().expect("worker panicked");
     }
@@ -166,7 +219,7 @@ fn executions_survive_killed_workers_terminated_backends_and_a_crash_restart() {
     let mut db = connect(&url);
     let completed: i64 =
         db.query_one("SELECT count(*) FROM workflow_execution WHERE status = 'completed'", &[]).unwrap().get(0);
-    assert_eq!(completed, EXECUTIONS);
+    assert_eq!(completed, executions);
     let journal: HashMap<String, (String, i32)> = db
         .query(
             "SELECT id::text, status, (output->>'attempt')::int, output->>'activity' = id::text FROM workflow_activity",
@@ -179,7 +232,7 @@ fn executions_survive_killed_workers_terminated_backends_and_a_crash_restart() {
             (r.get::<_, String>(0), (r.get::<_, String>(1), r.get::<_, i32>(2)))
         })
         .collect();
-    assert_eq!(journal.len() as i64, 3 * EXECUTIONS);
+    assert_eq!(journal.len() as i64, 3 * executions);
 
     let log = log.lock().unwrap().clone();
     let mut by_activity: HashMap<&str, Vec<&Attempt>> = HashMap::new();
@@ -206,9 +259,9 @@ fn executions_survive_killed_workers_terminated_backends_and_a_crash_restart() {
         }
     }
     eprintln!(
-        "crash test: {EXECUTIONS} executions, {} claims, {} abandoned by crashed workers, {terminated} backends terminated, \
-         {restarts} crash restarts, {reruns} attempts re-run before completion, {lost} results lost, \
-         {rerun_after_completion} steps re-run after completion",
+        "crash test: {executions} executions, {} claims, {} abandoned by crashed worker threads, {killed} worker \
+         processes killed with SIGKILL, {terminated} backends terminated, {restarts} crash restarts, {reruns} attempts \
+         re-run before completion, {lost} results lost, {rerun_after_completion} steps re-run after completion",
         log.len(),
         abandoned.load(Ordering::Relaxed)
     );
