@@ -200,9 +200,12 @@ SELECT as_role('wf_starter', $$SELECT workflow_start('secure_doc', '{}', NULL, j
 SELECT workflow_unbind_tenant('tenant_b'), workflow_unbind_tenant('tenant_b');
 SELECT as_role('b_starter', 'SELECT workflow_current_tenant() IS NULL');
 
--- workflow_revoke takes every part back.
+-- workflow_revoke takes every part back, and table rights granted by hand (as 0.1.0's
+-- README advised) with it.
+GRANT SELECT, INSERT, UPDATE ON workflow_activity TO wf_worker;
 SELECT workflow_revoke('wf_worker');
 SELECT as_role('wf_worker', $$SELECT workflow_claim('secure', 'w')$$);
+SELECT as_role('wf_worker', $$UPDATE workflow_activity SET status = 'completed' WHERE false$$);
 
 DROP TABLE a_exec, a_claim;
 DELETE FROM workflow_tenant_role;
