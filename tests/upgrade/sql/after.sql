@@ -16,6 +16,11 @@ SELECT workflow_start('upg_doc', '{}', 'key-1') = (SELECT id FROM upg WHERE labe
 SELECT workflow_complete_activity(activity_id, '{"late": true}', attempt) FROM upg_claim WHERE label = 'running';
 SELECT workflow_signal(id, 'approve', '{"by": "ops"}') IS NOT NULL AS signalled FROM upg WHERE label = 'waiting';
 SELECT workflow_retry(id) FROM upg WHERE label IN ('failed', 'cancelled') ORDER BY label;
+-- The hour-long sleep and delayed start fall due now (the dispatcher moves them).
+UPDATE workflow_activity SET scheduled_at = now()
+WHERE status = 'waiting' AND execution_id = (SELECT id FROM upg WHERE label = 'sleeping');
+UPDATE workflow_execution SET started_at = now() WHERE id = (SELECT id FROM upg WHERE label = 'pending');
+SELECT workflow_wake() IS NOT NULL AS woken;
 DO $$
 DECLARE
     deadline timestamptz := clock_timestamp() + interval '60 seconds';

@@ -23,7 +23,7 @@ SELECT workflow_define('upg_wait', '{"steps": [
     {"name": "approve", "wait_signal": "approve"},
     {"name": "store", "activity": "store", "depends_on": ["approve"]}]}');
 SELECT workflow_define('upg_sleep', '{"steps": [
-    {"name": "nap", "sleep": "2 seconds"},
+    {"name": "nap", "sleep": "1 hour"},
     {"name": "count", "sql": "SELECT to_jsonb(42)", "depends_on": ["nap"]}]}');
 SELECT workflow_define('upg_parent', '{"steps": [{"name": "child", "workflow": "upg_doc"}]}');
 SELECT workflow_define('upg_map', '{"steps": [
@@ -40,7 +40,7 @@ FROM (VALUES
     ('scheduled', 'upg_doc', '{"n": 4}', NULL, '{}'),
     ('running', 'upg_doc', '{"n": 5}', NULL, '{}'),
     ('retrying', 'upg_doc', '{"n": 6}', NULL, '{}'),
-    ('pending', 'upg_doc', '{"n": 7}', NULL, '{"delay": "3 seconds"}'),
+    ('pending', 'upg_doc', '{"n": 7}', NULL, '{"delay": "1 hour"}'),
     ('waiting', 'upg_wait', '{}', NULL, '{}'),
     ('sleeping', 'upg_sleep', '{}', NULL, '{}'),
     ('parent', 'upg_parent', '{"n": 8}', NULL, '{}'),
