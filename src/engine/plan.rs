@@ -29,8 +29,7 @@ fn extension() -> Result<(String, pg_sys::Oid)> {
     if let Some(found) = EXTENSION.with(|e| e.borrow().clone()) {
         return Ok(found);
     }
-    // Fully qualified: callers outside the API (the dispatcher, tests) have not pinned
-    // the search_path.
+    // Fully qualified, whatever the caller's search_path is.
     let found: Option<(Option<String>, Option<pg_sys::Oid>, Option<String>)> = Spi::get_three(
         "SELECT pg_catalog.quote_ident(n.nspname)::pg_catalog.text, e.extowner, e.extversion \
          FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
