@@ -248,15 +248,11 @@ fn workflow_wake() -> bool {
 /// Blocks until the execution finishes or the timeout passes; returns workflow_status().
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_await(execution_id: Option<Uuid>, timeout: default!(Option<Interval>, "'30 seconds'")) -> JsonB {
-    let role = current_role();
-    let _owner = AsOwner::enter().or_raise();
-    Spi::connect_mut(|c| {
-        let caller = tenancy::resolve(c, role)?;
-        tenancy::check_execution(c, &caller, execution_id)
-    })
-    .or_raise();
-    // Polls in fresh SPI connections of its own, still as the owner.
-    JsonB(crate::engine::await_finish::await_finish(execution_id, timeout).or_raise())
+    JsonB(call(|c, caller| {
+        tenancy::check_execution(c, caller, execution_id)?;
+        // Polls in SPI connections of its own, nested in this one, still as the owner.
+        crate::engine::await_finish::await_finish(execution_id, timeout)
+    }))
 }
 
 /// Binds a role, and every role that inherits its rights, to a tenant (superusers only:

@@ -11,6 +11,31 @@ pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static RETENTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
 
+/// Sets one of Postgres' own settings from C strings (`set_config_option`): the
+/// engine's pinned search_path, and the background processes' session settings.
+/// `action` says for how long: `GUC_ACTION_SET` for the session, `GUC_ACTION_SAVE` until
+/// the GUC nest level it was set in ends.
+pub fn set_postgres_setting(
+    name: &std::ffi::CStr,
+    value: *const std::ffi::c_char,
+    context: pgrx::pg_sys::GucContext::Type,
+    action: pgrx::pg_sys::GucAction::Type,
+    on_failure: pgrx::PgLogLevel,
+) {
+    unsafe {
+        pgrx::pg_sys::set_config_option(
+            name.as_ptr(),
+            value,
+            context,
+            pgrx::pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            on_failure as i32,
+            false,
+        );
+    }
+}
+
 pub fn register() {
     GucRegistry::define_bool_guc(
         c"workflow.enabled",

@@ -56,16 +56,11 @@ fn database_oid(arg: pg_sys::Datum) -> pg_sys::Oid {
 fn connect(db: pg_sys::Oid) {
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
     crate::engine::privileges::set_search_path(pg_sys::GucAction::GUC_ACTION_SET);
-    unsafe {
-        pg_sys::set_config_option(
-            c"deadlock_timeout".as_ptr(),
-            c"100ms".as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SET,
-            true,
-            pgrx::PgLogLevel::WARNING as i32,
-            false,
-        );
-    }
+    crate::gucs::set_postgres_setting(
+        c"deadlock_timeout",
+        c"100ms".as_ptr(),
+        pg_sys::GucContext::PGC_SUSET,
+        pg_sys::GucAction::GUC_ACTION_SET,
+        pgrx::PgLogLevel::WARNING,
+    );
 }

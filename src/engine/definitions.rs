@@ -82,7 +82,7 @@ fn check_supported(def: &Definition) -> Result<()> {
 }
 
 /// `workflow_define`: validates and stores; an identical definition keeps its version.
-/// `workflow_define`; `owner` is the calling role, whose rights its sql steps run with.
+/// `owner` is the calling role, whose rights the definition's sql steps run with.
 pub fn define(client: &mut SpiClient<'_>, owner: pgrx::pg_sys::Oid, name: Option<&str>, definition: Option<Value>) -> Result<i32> {
     let name = check_type_name("name", name)?;
     let definition = definition

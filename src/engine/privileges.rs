@@ -73,18 +73,8 @@ pub fn set_search_path(action: pg_sys::GucAction::Type) {
 }
 
 fn set_search_path_to(path: *const std::ffi::c_char, action: pg_sys::GucAction::Type) {
-    unsafe {
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            path,
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            action,
-            true,
-            pgrx::PgLogLevel::ERROR as i32,
-            false,
-        );
-    }
+    let user_set = pg_sys::GucContext::PGC_USERSET;
+    crate::gucs::set_postgres_setting(c"search_path", path, user_set, action, pgrx::PgLogLevel::ERROR);
 }
 
 /// Runs a user's SQL: with the database's default search_path (the one a new session

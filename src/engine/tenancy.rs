@@ -40,7 +40,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The dispatcher and other internal callers: every tenant, as the given role.
+    /// A caller bound to no tenant (or a superuser): acts for every tenant.
     pub fn unrestricted(role: pg_sys::Oid) -> Caller {
         Caller { role, tenant: None }
     }
@@ -89,12 +89,16 @@ thread_local! {
     static WATCHING: Cell<bool> = const { Cell::new(false) };
 }
 
-unsafe extern "C-unwind" fn forget_on_relcache(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+fn forget_resolved() {
     RESOLVED.with(|r| r.borrow_mut().clear());
 }
 
+unsafe extern "C-unwind" fn forget_on_relcache(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    forget_resolved();
+}
+
 unsafe extern "C-unwind" fn forget_on_syscache(_arg: pg_sys::Datum, _cache: std::ffi::c_int, _hash: u32) {
-    RESOLVED.with(|r| r.borrow_mut().clear());
+    forget_resolved();
 }
 
 fn watch_invalidations() {

@@ -31,7 +31,8 @@ enum Outcome {
     Refused,
     /// Fenced out (55000): the lease had expired and someone else had it.
     Stale,
-    /// The connection died during the call: the commit may or may not have happened.
+    /// Whether the completion committed is not known: the connection died during the
+    /// call, or a worker process recorded only that it ran the step before it died.
     Unknown,
 }
 
