@@ -67,7 +67,7 @@ fn a_role_bound_to_a_tenant_starts_work_for_it() {
     run("SELECT workflow_grant('pgw_app', 'starter')");
     run("SELECT workflow_bind_tenant('pgw_tenant_x', 'x')");
     run("SET ROLE pgw_app");
-    let id = one::<Uuid>("SELECT workflow_start('anything')");
+    let id = one::<Uuid>(r#"SELECT workflow_start('anything', '{}', NULL, '{"client_driven": true}')"#);
     assert_eq!(one::<String>("SELECT workflow_current_tenant()"), "x");
     run("RESET ROLE");
     assert_eq!(one::<String>(&format!("SELECT tenant_id FROM workflow_execution WHERE id = '{id}'")), "x");

@@ -37,7 +37,11 @@ fn a_signal_sent_before_the_wait_is_kept_and_consumed() {
 
 #[pg_test]
 fn a_signal_sent_after_the_wait_completes_it() {
-    define("approval", r#"{"steps": [{"name": "approve", "wait_signal": "approved"}, {"name": "publish", "activity": "t", "depends_on": ["approve"]}]}"#);
+    define(
+        "approval",
+        r#"{"steps": [{"name": "approve", "wait_signal": "approved"}, {"name": "publish", "activity": "t", "depends_on": ["approve"]},
+                      {"name": "later", "wait_signal": "other", "depends_on": ["publish"]}]}"#,
+    );
     let id = one::<Uuid>("SELECT workflow_start('approval')");
     assert_eq!(step_status(&id, "approve"), "waiting");
     run(&format!("SELECT workflow_signal('{id}', 'other', '1')"));
@@ -303,7 +307,7 @@ fn step_timeouts_bound_the_lease() {
 
 #[pg_test]
 fn a_client_driven_execution_replays_to_the_same_activities() {
-    let id = one::<Uuid>(r#"SELECT workflow_start('my_sdk_flow', '{"x": 1}')"#);
+    let id = one::<Uuid>(r#"SELECT workflow_start('my_sdk_flow', '{"x": 1}', NULL, '{"client_driven": true}')"#);
     assert!(one::<bool>(&format!("SELECT definition_version IS NULL FROM workflow_execution WHERE id = '{id}'")));
     let first = one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'fetch', 'http.fetch', '{{\"u\": 1}}')"));
     let replay = one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'fetch', 'http.fetch', '{{\"u\": 1}}')"));
@@ -324,7 +328,7 @@ fn a_client_driven_execution_replays_to_the_same_activities() {
 
 #[pg_test]
 fn a_client_driven_activity_failure_wakes_the_client_instead_of_failing() {
-    let id = one::<Uuid>("SELECT workflow_start('my_sdk_flow')");
+    let id = one::<Uuid>(r#"SELECT workflow_start('my_sdk_flow', '{}', NULL, '{"client_driven": true}')"#);
     let act = one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'x', 't', '{{}}', '{{\"retry\": {{\"max_attempts\": 1}}}}')"));
     assert_eq!(one::<String>(&format!("SELECT workflow_fail_activity('{act}', '\"nope\"')")), "failed");
     assert!(one::<bool>(&format!("SELECT status = 'running' AND ready_at IS NOT NULL FROM workflow_execution WHERE id = '{id}'")));

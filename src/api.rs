@@ -11,7 +11,7 @@ use crate::engine::execution::ClientOutcome;
 use crate::engine::privileges::{current_role, AsOwner};
 use crate::engine::tenancy::{self, Caller};
 use crate::engine::{activity, claim, client_driven, definitions, dispatch, execution, signal, status};
-use crate::error::{OrRaise, Result};
+use crate::error::{OrRaise, Result, WorkflowError};
 use crate::jsonb_arg::JsonbArg;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -39,6 +39,26 @@ fn arg(field: &str, v: Option<JsonbArg>) -> Result<Option<Value>> {
     v.map(|j| j.into_value(field)).transpose()
 }
 
+/// The rule for SQL NULL: an argument whose NULL the README does not give a meaning is
+/// a 22023 that names it and says what to pass instead.
+fn required<T>(field: &str, v: Option<T>, instead: &str) -> Result<T> {
+    v.ok_or_else(|| WorkflowError::invalid(format!("{field} must not be NULL; {instead}")))
+}
+
+/// The id arguments, checked first so that errors name arguments in their order.
+fn execution_id(id: Option<Uuid>) -> Result<Uuid> {
+    required("execution_id", id, "pass the id workflow_start returned")
+}
+
+fn activity_id(id: Option<Uuid>) -> Result<Uuid> {
+    required("activity_id", id, "pass the id workflow_claim returned")
+}
+
+/// A jsonb argument that must not be NULL (JSON `null` is a value, SQL NULL is not).
+fn required_json(field: &str, v: Option<JsonbArg>, instead: &str) -> Result<Value> {
+    required(field, arg(field, v)?, instead)
+}
+
 /// Stores a declared workflow; returns its version (the same one for an identical definition).
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_define(name: Option<&str>, definition: Option<JsonbArg>) -> i32 {
@@ -56,7 +76,12 @@ fn workflow_start(
     idempotency_key: default!(Option<&str>, "NULL"),
     options: default!(Option<JsonbArg>, "'{}'"),
 ) -> Uuid {
-    call(|c, caller| execution::start(c, caller, workflow_type, arg("input", input)?, idempotency_key, arg("options", options)?))
+    call(|c, caller| {
+        let workflow_type = definitions::check_type_name("workflow_type", workflow_type)?;
+        let input = required_json("input", input, "pass '{}' for no input")?;
+        let options = required_json("options", options, "pass '{}' for no options")?;
+        execution::start(c, caller, Some(&workflow_type), Some(input), idempotency_key, Some(options))
+    })
 }
 
 
@@ -81,7 +106,13 @@ fn workflow_claim(
         name!(lease_expires_at, TimestampWithTimeZone),
     ),
 > {
-    let rows = call(|c, caller| claim::claim(c, caller, queue, worker_id, max_count, lease, activity_types));
+    let rows = call(|c, caller| {
+        let queue = required("queue", queue, "pass a queue name such as 'default'")?;
+        let worker_id = required("worker_id", worker_id, "pass a name for this worker (host:pid)")?;
+        let max_count = required("max_count", max_count, "pass how many activities to claim at most, such as 1")?;
+        let lease = required("lease", lease, "pass how long the claim holds, such as '5 minutes'")?;
+        claim::claim(c, caller, Some(queue), Some(worker_id), Some(max_count), Some(lease), activity_types)
+    });
     TableIterator::new(rows.into_iter().map(|r| {
         (r.activity_id, r.execution_id, r.workflow_type, r.step_key, r.activity_type, r.input, r.attempt, r.lease_expires_at)
     }))
@@ -95,8 +126,10 @@ fn workflow_complete_activity(
     attempt: default!(Option<i32>, "NULL"),
 ) -> bool {
     call(|c, caller| {
-        tenancy::check_activity(c, caller, activity_id)?;
-        activity::complete(c, activity_id, arg("output", output)?.unwrap_or(Value::Null), attempt)
+        let id = self::activity_id(activity_id)?;
+        let output = required_json("output", output, "pass 'null'::jsonb for an activity without output")?;
+        tenancy::check_activity(c, caller, Some(id))?;
+        activity::complete(c, Some(id), output, attempt)
     })
 }
 
@@ -126,8 +159,11 @@ fn workflow_fail_activity(
     retryable: default!(Option<bool>, true),
 ) -> &'static str {
     call(|c, caller| {
-        tenancy::check_activity(c, caller, activity_id)?;
-        activity::fail(c, activity_id, arg("error", error)?, attempt, retryable)
+        let id = self::activity_id(activity_id)?;
+        let error = required_json("error", error, "pass the error as JSON, such as '{\"type\": \"Timeout\", \"message\": \"...\"}'")?;
+        let retryable = required("retryable", retryable, "pass true (retry by the step's policy) or false (fail now)")?;
+        tenancy::check_activity(c, caller, Some(id))?;
+        activity::fail(c, Some(id), Some(error), attempt, Some(retryable))
     })
     .as_str()
 }
@@ -149,8 +185,9 @@ fn workflow_heartbeat(
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_status(execution_id: Option<Uuid>) -> JsonB {
     JsonB(call(|c, caller| {
-        tenancy::check_execution(c, caller, execution_id)?;
-        status::status(c, execution_id)
+        let id = self::execution_id(execution_id)?;
+        tenancy::check_execution(c, caller, Some(id))?;
+        status::status(c, Some(id))
     }))
 }
 
@@ -159,7 +196,8 @@ fn workflow_status(execution_id: Option<Uuid>) -> JsonB {
 fn workflow_dispatch(max_items: default!(Option<i32>, 1000)) -> i32 {
     call(|c, caller| {
         tenancy::require_unbound(caller, "workflow_dispatch")?;
-        dispatch::dispatch(c, max_items)
+        let max_items = required("max_items", max_items, "pass how many items of each kind one pass may move, such as 1000")?;
+        dispatch::dispatch(c, Some(max_items))
     })
 }
 
@@ -172,8 +210,11 @@ fn workflow_signal(
     idempotency_key: default!(Option<&str>, "NULL"),
 ) -> Uuid {
     call(|c, caller| {
-        tenancy::check_execution(c, caller, execution_id)?;
-        signal::send(c, execution_id, name, arg("payload", payload)?, idempotency_key)
+        let id = self::execution_id(execution_id)?;
+        let name = required("name", name, "pass the signal's name, such as 'approved'")?;
+        let payload = required_json("payload", payload, "pass 'null'::jsonb for a signal without payload")?;
+        tenancy::check_execution(c, caller, Some(id))?;
+        signal::send(c, Some(id), Some(name), Some(payload), idempotency_key)
     })
 }
 
@@ -181,8 +222,9 @@ fn workflow_signal(
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_cancel(execution_id: Option<Uuid>, reason: default!(Option<&str>, "NULL")) -> bool {
     call(|c, caller| {
-        tenancy::check_execution(c, caller, execution_id)?;
-        execution::cancel(c, execution_id, reason)
+        let id = self::execution_id(execution_id)?;
+        tenancy::check_execution(c, caller, Some(id))?;
+        execution::cancel(c, Some(id), reason)
     })
 }
 
@@ -190,8 +232,9 @@ fn workflow_cancel(execution_id: Option<Uuid>, reason: default!(Option<&str>, "N
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_retry(execution_id: Option<Uuid>) -> bool {
     call(|c, caller| {
-        tenancy::check_execution(c, caller, execution_id)?;
-        execution::resume(c, execution_id)
+        let id = self::execution_id(execution_id)?;
+        tenancy::check_execution(c, caller, Some(id))?;
+        execution::resume(c, Some(id))
     })
 }
 
@@ -205,8 +248,12 @@ fn workflow_schedule_activity(
     options: default!(Option<JsonbArg>, "'{}'"),
 ) -> Uuid {
     call(|c, caller| {
-        tenancy::check_execution(c, caller, execution_id)?;
-        client_driven::schedule_activity(c, execution_id, step_key, activity_type, arg("input", input)?, arg("options", options)?)
+        let id = self::execution_id(execution_id)?;
+        let step_key = required("step_key", step_key, "pass the key that names this step for replays")?;
+        let input = required_json("input", input, "pass '{}' for no input")?;
+        let options = required_json("options", options, "pass '{}' for no options")?;
+        tenancy::check_execution(c, caller, Some(id))?;
+        client_driven::schedule_activity(c, Some(id), Some(step_key), activity_type, Some(input), Some(options))
     })
 }
 
@@ -214,9 +261,10 @@ fn workflow_schedule_activity(
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_complete(execution_id: Option<Uuid>, output: default!(Option<JsonbArg>, "'null'")) -> bool {
     call(|c, caller| {
-        tenancy::check_execution(c, caller, execution_id)?;
-        let output = arg("output", output)?.unwrap_or(Value::Null);
-        execution::finish_client_driven(c, execution_id, ClientOutcome::Complete(output))
+        let id = self::execution_id(execution_id)?;
+        let output = required_json("output", output, "pass 'null'::jsonb for an execution without output")?;
+        tenancy::check_execution(c, caller, Some(id))?;
+        execution::finish_client_driven(c, Some(id), ClientOutcome::Complete(output))
     })
 }
 
@@ -224,9 +272,10 @@ fn workflow_complete(execution_id: Option<Uuid>, output: default!(Option<JsonbAr
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_fail(execution_id: Option<Uuid>, error: Option<JsonbArg>) -> bool {
     call(|c, caller| {
-        tenancy::check_execution(c, caller, execution_id)?;
-        let error = arg("error", error)?.unwrap_or(Value::Null);
-        execution::finish_client_driven(c, execution_id, ClientOutcome::Fail(error))
+        let id = self::execution_id(execution_id)?;
+        let error = required_json("error", error, "pass the error as JSON, such as '{\"message\": \"...\"}'")?;
+        tenancy::check_execution(c, caller, Some(id))?;
+        execution::finish_client_driven(c, Some(id), ClientOutcome::Fail(error))
     })
 }
 
@@ -249,9 +298,11 @@ fn workflow_wake() -> bool {
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_await(execution_id: Option<Uuid>, timeout: default!(Option<Interval>, "'30 seconds'")) -> JsonB {
     JsonB(call(|c, caller| {
-        tenancy::check_execution(c, caller, execution_id)?;
+        let id = self::execution_id(execution_id)?;
+        let timeout = required("timeout", timeout, "pass how long to wait, such as '30 seconds'")?;
+        tenancy::check_execution(c, caller, Some(id))?;
         // Polls in SPI connections of its own, nested in this one, still as the owner.
-        crate::engine::await_finish::await_finish(execution_id, timeout)
+        crate::engine::await_finish::await_finish(Some(id), Some(timeout))
     }))
 }
 

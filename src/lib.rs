@@ -73,6 +73,8 @@ mod tests {
     include!("../pgrx-tests/engine.rs");
     include!("../pgrx-tests/semantics.rs");
     include!("../pgrx-tests/security.rs");
+    include!("../pgrx-tests/plans.rs");
+    include!("../pgrx-tests/resume.rs");
 }
 
 /// Required by `cargo pgrx test`.

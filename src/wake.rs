@@ -48,6 +48,10 @@ impl Event {
     }
 }
 
+/// A database's dispatcher. A slot is taken by a dispatcher when it starts and given
+/// back when it exits (`db` = 0), so slots are reused however many databases come and go.
+/// The one exception: a dispatcher that found no extension leaves `db` and `no_extension`
+/// set for the launcher, which reads that and frees the slot.
 #[derive(Copy, Clone)]
 #[repr(C)]
 pub struct Slot {
@@ -66,6 +70,22 @@ impl Slot {
     const EMPTY: Slot = Slot { db: 0, pid: 0, no_extension: false, overflowed: false, timers_changed: false };
 }
 
+/// A database that a statement needs to itself (DROP DATABASE, a CREATE DATABASE copying
+/// it, renaming it, moving it): dispatchers leave it and are not started there until
+/// `until` (a Postgres timestamp), or until the statement ends and releases it.
+#[derive(Copy, Clone)]
+#[repr(C)]
+pub struct Hold {
+    pub db: u32,
+    pub until: i64,
+}
+
+impl Hold {
+    const EMPTY: Hold = Hold { db: 0, until: 0 };
+}
+
+pub const MAX_HOLDS: usize = 16;
+
 #[derive(Copy, Clone)]
 #[repr(C)]
 pub struct Mailbox {
@@ -73,6 +93,7 @@ pub struct Mailbox {
     /// Set by CREATE EXTENSION (at commit): the launcher probes databases now.
     pub probe_requested: bool,
     pub slots: [Slot; MAX_DATABASES],
+    pub holds: [Hold; MAX_HOLDS],
     pub len: u32,
     pub events: [Event; CAPACITY],
 }
@@ -83,6 +104,7 @@ impl Default for Mailbox {
             launcher_pid: 0,
             probe_requested: false,
             slots: [Slot::EMPTY; MAX_DATABASES],
+            holds: [Hold::EMPTY; MAX_HOLDS],
             len: 0,
             events: [Event::EMPTY; CAPACITY],
         }
@@ -264,4 +286,119 @@ pub fn drain(db: u32) -> Drained {
         timers_changed = std::mem::take(&mut slot.timers_changed);
     }
     Drained { events: taken, overflowed, timers_changed }
+}
+
+/// Takes a slot for the dispatcher of `db` (this process); false if all are in use.
+pub fn take_slot(db: u32) -> bool {
+    let mut mb = MAILBOX.exclusive();
+    let index = mb.slots.iter().position(|s| s.db == db).or_else(|| mb.slots.iter().position(|s| s.db == 0));
+    match index {
+        Some(i) => {
+            mb.slots[i] = Slot { db, pid: unsafe { pg_sys::MyProcPid }, ..Slot::EMPTY };
+            true
+        }
+        None => false,
+    }
+}
+
+/// Gives the slot of `db` back. With `no_extension`, the slot keeps saying so until the
+/// launcher has read it (`take_exit_note`).
+pub fn leave_slot(db: u32, no_extension: bool) {
+    let mut mb = MAILBOX.exclusive();
+    if let Some(slot) = mb.slots.iter_mut().find(|s| s.db == db) {
+        *slot = if no_extension { Slot { db, no_extension: true, ..Slot::EMPTY } } else { Slot::EMPTY };
+    }
+}
+
+/// For the launcher, once the dispatcher of `db` has exited: true if it exited because
+/// the extension is not there. Frees a slot left behind for that note.
+pub fn take_exit_note(db: u32) -> bool {
+    let mut mb = MAILBOX.exclusive();
+    match mb.slots.iter_mut().find(|s| s.db == db && s.pid == 0) {
+        Some(slot) => {
+            let idle = slot.no_extension;
+            *slot = Slot::EMPTY;
+            idle
+        }
+        None => false,
+    }
+}
+
+/// For the launcher: forgets a database that no longer exists (or may no longer have a
+/// dispatcher): its events, and a slot no process holds.
+pub fn forget_database(db: u32) {
+    let mut mb = MAILBOX.exclusive();
+    let mut kept = 0usize;
+    for i in 0..mb.len as usize {
+        let e = mb.events[i];
+        if e.db != db {
+            mb.events[kept] = e;
+            kept += 1;
+        }
+    }
+    mb.len = kept as u32;
+    for slot in mb.slots.iter_mut().filter(|s| s.db == db && s.pid == 0) {
+        *slot = Slot::EMPTY;
+    }
+}
+
+fn now() -> i64 {
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// Asks the dispatcher of `db` to leave, and the launcher not to start one there, for
+/// `seconds` or until `database_statement_done`. Wakes both, so they act at once.
+pub fn hold_database(db: u32, seconds: i64) {
+    if !enabled() {
+        return;
+    }
+    let until = now() + seconds * 1_000_000;
+    let (dispatcher, launcher) = {
+        let mut mb = MAILBOX.exclusive();
+        let index = mb.holds.iter().position(|h| h.db == db).or_else(|| {
+            let now = now();
+            mb.holds.iter().position(|h| h.db == 0 || h.until <= now)
+        });
+        // With every hold taken (16 statements at once), this one goes without: the
+        // statement then waits for the dispatcher as it would for any session.
+        if let Some(i) = index {
+            mb.holds[i] = Hold { db, until };
+        }
+        mb.probe_requested = true;
+        (mb.slots.iter().find(|s| s.db == db).map_or(0, |s| s.pid), mb.launcher_pid)
+    };
+    for pid in [dispatcher, launcher] {
+        if pid != 0 {
+            set_latch_of(pid);
+        }
+    }
+}
+
+/// The statement that needed database `db` alone is over: with `release`, dispatchers
+/// may come back at once (a copy or rename is done); without, the hold runs out by
+/// itself (a dropped database's id must not get a dispatcher from a stale list).
+/// Either way the launcher lists databases again now.
+pub fn database_statement_done(db: u32, release: bool) {
+    if !enabled() {
+        return;
+    }
+    let launcher = {
+        let mut mb = MAILBOX.exclusive();
+        if release {
+            for hold in mb.holds.iter_mut().filter(|h| h.db == db) {
+                *hold = Hold::EMPTY;
+            }
+        }
+        mb.probe_requested = true;
+        mb.launcher_pid
+    };
+    if launcher != 0 {
+        set_latch_of(launcher);
+    }
+}
+
+/// True while a statement needs database `db` to itself.
+pub fn is_held(db: u32) -> bool {
+    let now = now();
+    MAILBOX.share().holds.iter().any(|h| h.db == db && h.until > now)
 }

@@ -4,7 +4,7 @@
 
 use super::{guarded, reload_if_asked};
 use crate::gucs;
-use crate::wake::MAILBOX;
+use crate::wake::{self, MAILBOX};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, DynamicBackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -52,10 +52,6 @@ fn start_dispatcher(db: pg_sys::Oid, name: &str) -> Option<DynamicBackgroundWork
         .ok()
 }
 
-fn exited_idle(db: pg_sys::Oid) -> bool {
-    MAILBOX.share().slots.iter().any(|s| s.db == db.to_u32() && s.no_extension)
-}
-
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn pg_workflow_launcher_main(_arg: pg_sys::Datum) {
@@ -72,13 +68,15 @@ pub extern "C-unwind" fn pg_workflow_launcher_main(_arg: pg_sys::Datum) {
             databases = list_databases();
             listed = Some(Instant::now());
         }
-        // Stop dispatchers of databases that went away or were excluded.
+        // Stop dispatchers of databases that went away or were excluded, and forget
+        // what the mailbox still holds for them.
         dispatchers.retain(|db, d| {
             let keep = databases.iter().any(|(oid, _)| oid == db);
             if !keep {
                 if let Dispatcher::Running(handle) = std::mem::replace(d, Dispatcher::Stopped { at: Instant::now(), idle: true }) {
                     let _ = handle.terminate();
                 }
+                wake::forget_database(db.to_u32());
             }
             keep
         });
@@ -88,7 +86,7 @@ pub extern "C-unwind" fn pg_workflow_launcher_main(_arg: pg_sys::Datum) {
                 Some(Dispatcher::Running(handle)) => match handle.pid() {
                     Ok(_) => Dispatcher::Running(handle),
                     Err(pgrx::bgworkers::BackgroundWorkerStatus::NotYetStarted) => Dispatcher::Running(handle),
-                    Err(_) => Dispatcher::Stopped { at: Instant::now(), idle: exited_idle(*db) },
+                    Err(_) => Dispatcher::Stopped { at: Instant::now(), idle: wake::take_exit_note(db.to_u32()) },
                 },
                 other => {
                     let due = match &other {
@@ -99,6 +97,8 @@ pub extern "C-unwind" fn pg_workflow_launcher_main(_arg: pg_sys::Datum) {
                         }
                         Some(Dispatcher::Running(_)) => false,
                     };
+                    // A statement needs the database alone (DROP DATABASE, ...): stay away.
+                    let due = due && !wake::is_held(db.to_u32());
                     match (due, other) {
                         (true, _) => match start_dispatcher(*db, name) {
                             Some(handle) => Dispatcher::Running(handle),

@@ -4,6 +4,7 @@
 //!
 //! Every process here works in short transactions and holds none while it sleeps.
 
+mod database_ddl;
 mod launcher;
 mod notify;
 mod sql_runner;
@@ -14,8 +15,10 @@ use pgrx::pg_sys;
 use pgrx::prelude::PgTryBuilder;
 use std::time::Duration;
 
-/// Registers the launcher; called from `_PG_init` while preloading.
+/// Registers the launcher, and the hook that makes dispatchers leave a database that a
+/// statement needs alone; called from `_PG_init` while preloading.
 pub fn register() {
+    database_ddl::install();
     BackgroundWorkerBuilder::new("pg_workflow launcher")
         .set_type("pg_workflow launcher")
         .set_library("pg_workflow")

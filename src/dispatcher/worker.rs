@@ -8,7 +8,7 @@ use crate::engine::dispatch;
 use crate::engine::plan::LIBRARY_VERSION;
 use crate::gucs;
 use crate::model::interval;
-use crate::wake::{self, MAILBOX};
+use crate::wake;
 use pgrx::bgworkers::{BackgroundWorker, DynamicBackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -23,29 +23,6 @@ fn extension_version() -> Option<String> {
             .flatten()
     })
     .flatten()
-}
-
-/// Takes this database's slot in the mailbox, so backends can wake us.
-fn take_slot(db: u32) -> bool {
-    let mut mb = MAILBOX.exclusive();
-    let index = mb.slots.iter().position(|s| s.db == db).or_else(|| mb.slots.iter().position(|s| s.db == 0));
-    match index {
-        Some(i) => {
-            mb.slots[i].db = db;
-            mb.slots[i].pid = unsafe { pg_sys::MyProcPid };
-            mb.slots[i].no_extension = false;
-            true
-        }
-        None => false,
-    }
-}
-
-fn leave_slot(db: u32, no_extension: bool) {
-    let mut mb = MAILBOX.exclusive();
-    if let Some(slot) = mb.slots.iter_mut().find(|s| s.db == db) {
-        slot.pid = 0;
-        slot.no_extension = no_extension;
-    }
 }
 
 /// What one pass found.
@@ -83,12 +60,15 @@ pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
     let db = database_oid(arg);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     connect(db);
-    if !take_slot(db.to_u32()) {
+    if wake::is_held(db.to_u32()) {
+        return; // a DROP DATABASE (or the like) started before we got here
+    }
+    if !wake::take_slot(db.to_u32()) {
         pgrx::warning!("pg_workflow: more than {} databases; no dispatcher for database {db:?}", wake::MAX_DATABASES);
         return;
     }
     if extension_version().is_none() {
-        leave_slot(db.to_u32(), true);
+        wake::leave_slot(db.to_u32(), true);
         return;
     }
     pgrx::log!("pg_workflow: dispatcher started");
@@ -101,12 +81,20 @@ pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
     let mut told_outdated = false;
     loop {
         reload_if_asked();
+        if wake::is_held(db.to_u32()) {
+            // A statement needs this database to itself (DROP DATABASE, ...): leave, as a
+            // backend of a database being dropped does, and let the launcher decide when
+            // to come back.
+            pgrx::log!("pg_workflow: dispatcher leaving: the database is being dropped, copied, renamed or moved");
+            break;
+        }
         let drained = wake::drain(db.to_u32());
         let mut wake_in = max_sleep();
         if gucs::ENABLED.get() {
             if drained.timers_changed || Instant::now() >= next_pass {
                 let Some(version) = extension_version() else {
-                    leave_slot(db.to_u32(), true); // DROP EXTENSION: the launcher probes again later
+                    stop_runner(runner.take());
+                    wake::leave_slot(db.to_u32(), true); // DROP EXTENSION: the launcher probes again later
                     return;
                 };
                 let mut until_next = max_sleep();
@@ -142,5 +130,16 @@ pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
             break;
         }
     }
-    leave_slot(db.to_u32(), false);
+    stop_runner(runner.take());
+    wake::leave_slot(db.to_u32(), false);
+}
+
+/// Stops this database's sql runner, if one runs: its step is rolled back and runs again
+/// when a dispatcher is back.
+fn stop_runner(runner: Option<DynamicBackgroundWorker>) {
+    if let Some(runner) = runner {
+        if runner.pid().is_ok() {
+            let _ = runner.terminate();
+        }
+    }
 }

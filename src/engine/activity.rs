@@ -115,7 +115,8 @@ fn lock(client: &mut SpiClient<'_>, id: Uuid) -> Result<(Execution, Locked)> {
     Ok((exec, act))
 }
 
-/// Rejects a call from a worker whose claim is no longer the current one.
+/// Rejects a call from a worker whose claim is no longer the current one, saying what
+/// became of the activity.
 fn fence(exec: &Execution, act: &Locked, attempt: Option<i32>, verb: &str) -> Result<()> {
     let who = format!("activity {} (step \"{}\" of execution {})", act.id, act.step_key, exec.id);
     if act.kind != "task" || act.status == "waiting" {
@@ -124,15 +125,32 @@ fn fence(exec: &Execution, act: &Locked, attempt: Option<i32>, verb: &str) -> Re
             act.kind
         )));
     }
-    match attempt {
-        Some(a) if act.status != "running" || a != act.attempt => Err(WorkflowError::conflict(format!(
-            "stale claim: cannot {verb} {who} for attempt {a}; it is {} at attempt {}",
-            act.status, act.attempt
-        ))
-        .with_hint("another worker owns this activity now; drop this result")),
-        _ if act.status == "running" || act.status == "scheduled" => Ok(()),
-        _ => Err(WorkflowError::conflict(format!("cannot {verb} {who}: it is already {}", act.status))),
+    let current = act.status == "running" && attempt.is_none_or(|a| a == act.attempt);
+    if current || (attempt.is_none() && act.status == "scheduled") {
+        return Ok(());
     }
+    let (what, hint) = match act.status.as_str() {
+        "running" => (
+            format!("attempt {} holds it now", act.attempt),
+            "this attempt's lease expired and another worker claimed the activity; drop this result".to_owned(),
+        ),
+        "scheduled" => (
+            format!("attempt {} failed or its lease expired, and it waits to be retried as attempt {}", act.attempt, act.attempt + 1),
+            "drop this result: the retry runs the activity again".to_owned(),
+        ),
+        "failed" => (
+            "it failed for good".to_owned(),
+            format!("drop this result; workflow_retry('{}') resumes the execution and runs the step again", exec.id),
+        ),
+        "completed" => ("it was completed already".to_owned(), "drop this result; the first one stands".to_owned()),
+        "cancelled" => ("it was cancelled".to_owned(), "stop working on it: its execution was cancelled".to_owned()),
+        other => (format!("it is {other}"), "drop this result".to_owned()),
+    };
+    let message = match attempt {
+        Some(a) => format!("stale claim: cannot {verb} {who} for attempt {a}; {what}"),
+        None => format!("cannot {verb} {who}: {what}"),
+    };
+    Err(WorkflowError::conflict(message).with_hint(hint))
 }
 
 /// Marks a locked activity completed (no checks; the caller decided).

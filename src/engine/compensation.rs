@@ -1,5 +1,7 @@
 //! Sagas: when an execution fails or is cancelled, each completed step that has a
-//! `compensate` entry gets a compensating activity, newest first, one at a time.
+//! `compensate` entry gets a compensating activity, newest first, one at a time, on the
+//! queue the entry names, else on the compensated step's own queue (the workers that
+//! ran a step are the ones that can undo it).
 //! `workflow_execution.compensation` records `running`, `completed` or `failed`.
 
 use super::execution::Execution;
@@ -23,14 +25,14 @@ static NEXT: Statement = Statement {
 static SCHEDULE: Statement = Statement {
     sql: "INSERT INTO @extschema@.workflow_activity \
             (id, execution_id, step_key, kind, activity_type, queue, status, input, priority) \
-          SELECT $2, e.id, 'compensate:' || a.step_key, 'task', $4, e.queue, 'scheduled', \
+          SELECT $2, e.id, 'compensate:' || a.step_key, 'task', $4, coalesce($5, a.queue), 'scheduled', \
                  jsonb_build_object('input', e.input, 'step', a.step_key, 'output', a.output), e.priority \
           FROM @extschema@.workflow_execution e \
           JOIN @extschema@.workflow_activity a ON a.execution_id = e.id AND a.step_key = $3 \
           WHERE e.id = $1 \
           ON CONFLICT (execution_id, step_key) DO NOTHING \
           RETURNING queue",
-    args: &[UUIDOID, UUIDOID, TEXTOID, TEXTOID],
+    args: &[UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID],
 };
 static SET_STATE: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_execution SET compensation = $2 WHERE id = $1",
@@ -50,8 +52,12 @@ fn schedule_next(client: &mut SpiClient<'_>, exec: &Execution) -> Result<bool> {
         .next()
         .and_then(|r| r.get::<String>(1).ok().flatten());
     let Some(step) = next else { return Ok(false) };
-    let activity = def.compensate[&step].as_str();
-    let rows = run(client, &SCHEDULE, &[arg(exec.id), arg(super::new_id()), arg(step.as_str()), arg(activity)])?;
+    let undo = &def.compensate[&step];
+    let rows = run(
+        client,
+        &SCHEDULE,
+        &[arg(exec.id), arg(super::new_id()), arg(step.as_str()), arg(undo.activity.as_str()), arg(undo.queue.as_deref())],
+    )?;
     if let Some(row) = rows.into_iter().next() {
         crate::wake::queue_ready(&row.get::<String>(1)?.unwrap_or_default(), 0);
     }

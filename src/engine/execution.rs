@@ -104,11 +104,30 @@ static PARENT_OF: Statement = Statement {
           WHERE e.id = $1 AND a.status = 'waiting'",
     args: &[UUIDOID],
 };
-// Resume: forget what did not complete, so that advance schedules it afresh.
+// Resume: forget what did not complete, so that advance schedules it afresh, and the
+// steps in $2 (undone by compensation, and what depends on them), map items included.
 static FORGET_UNFINISHED: Statement = Statement {
     sql: "DELETE FROM @extschema@.workflow_activity \
-          WHERE execution_id = $1 AND (status <> 'completed' OR starts_with(step_key, 'compensate:'))",
+          WHERE execution_id = $1 \
+            AND (status <> 'completed' OR starts_with(step_key, 'compensate:') \
+                 OR regexp_replace(step_key, '\\[\\d+\\]$', '') = ANY($2))",
+    args: &[UUIDOID, TEXTARRAYOID],
+};
+// Steps whose compensation completed: their effects were undone.
+static UNDONE: Statement = Statement {
+    sql: "SELECT substr(step_key, length('compensate:') + 1) FROM @extschema@.workflow_activity \
+          WHERE execution_id = $1 AND starts_with(step_key, 'compensate:') AND status = 'completed'",
     args: &[UUIDOID],
+};
+static COMPENSATION_STATE: Statement = Statement {
+    sql: "SELECT compensation FROM @extschema@.workflow_execution WHERE id = $1",
+    args: &[UUIDOID],
+};
+// The child a `workflow` step started, newest first (a parent's retry resumes it).
+static CHILD_OF_STEP: Statement = Statement {
+    sql: "SELECT id, status FROM @extschema@.workflow_execution \
+          WHERE parent_id = $1 AND parent_step = $2 ORDER BY id DESC LIMIT 1",
+    args: &[UUIDOID, TEXTOID],
 };
 static REOPEN: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_execution \
@@ -189,14 +208,23 @@ struct NewExecution<'a> {
     owner: pg_sys::Oid,
 }
 
-/// Inserts the execution (or finds the one with the same key) and schedules its first steps.
-fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>) -> Result<Uuid> {
+/// The newest version of a type's definition, if it is declared.
+fn declared(client: &mut SpiClient<'_>, workflow_type: &str) -> Result<Option<(i32, Rc<Definition>)>> {
+    match definitions::current(client, workflow_type)? {
+        Some((version, stamp)) => Ok(Some((version, definitions::load(client, workflow_type, version, &stamp)?))),
+        None => Ok(None),
+    }
+}
+
+/// Inserts the execution (or finds the one with the same key) and schedules its first
+/// steps. `declared` is the type's newest version and definition; None makes it
+/// client-driven.
+fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>, declared: Option<(i32, Rc<Definition>)>) -> Result<Uuid> {
     let opts = new.opts;
     let start_at = opts.start_at.as_deref().map(|t| parse_timestamptz("options.start_at", t)).transpose()?;
-    let current = definitions::current(client, new.workflow_type)?;
-    let definition = match &current {
-        Some((version, stamp)) => Some(definitions::load(client, new.workflow_type, *version, stamp)?),
-        None => None,
+    let (current, definition) = match declared {
+        Some((version, definition)) => (Some(version), Some(definition)),
+        None => (None, None),
     };
     let timeout = opts.timeout.or_else(|| definition.as_ref().and_then(|d| d.timeout));
     let id = super::new_id();
@@ -206,7 +234,7 @@ fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>) -> Result<Uuid> {
         &[
             arg(id),
             arg(new.workflow_type),
-            arg(current.as_ref().map(|c| c.0)),
+            arg(current),
             arg(new.idempotency_key),
             arg(JsonB(new.input)),
             arg(opts.queue.as_deref().unwrap_or("default")),
@@ -265,12 +293,64 @@ pub fn start(
         Some(v) => parse_start_options(&v).map_err(WorkflowError::invalid)?,
     };
     opts.tenant_id = tenancy::tenant_for_start(caller, opts.tenant_id.take())?;
+    if let Some(text) = &opts.start_at {
+        parse_timestamptz("options.start_at", text)?; // bad options first, whatever the type
+    }
+    let definition = declared(client, &workflow_type)?;
+    match (&definition, opts.client_driven) {
+        (None, false) => {
+            return Err(WorkflowError::undefined(format!("workflow type \"{workflow_type}\" is not defined"))
+                .with_hint("define it with workflow_define, check the spelling, or start a client-driven execution \
+                            with options => '{\"client_driven\": true}'"))
+        }
+        (Some(_), true) => {
+            return Err(WorkflowError::invalid(format!(
+                "options.client_driven: workflow type \"{workflow_type}\" is declared (workflow_define), so its \
+                 definition drives it; use another type name for a client-driven execution"
+            )))
+        }
+        _ => {}
+    }
     let new = NewExecution { workflow_type: &workflow_type, input, idempotency_key, opts, parent: None, owner: caller.role };
-    create(client, new)
+    create(client, new, definition)
 }
 
-/// Starts the child execution of a `workflow` step; it inherits queue, priority and tenant.
-pub fn start_child(client: &mut SpiClient<'_>, workflow_type: &str, input: Value, parent: Uuid, step_key: &str) -> Result<Uuid> {
+/// What starting the child of a `workflow` step did.
+pub enum Child {
+    /// A new child runs, or the one a failed or cancelled run left was resumed.
+    Running,
+    /// The type is not defined: the step fails with this error.
+    Undefined(Value),
+}
+
+/// Starts the child execution of a `workflow` step (it inherits queue, priority and
+/// tenant), or, when a run of the parent before a `workflow_retry` left a failed or
+/// cancelled one, resumes it: a child's completed steps are kept like the parent's own.
+/// A child that completed is met again only when compensation undid its step: that
+/// step runs again, with a new child.
+pub fn start_child(client: &mut SpiClient<'_>, workflow_type: &str, input: Value, parent: Uuid, step_key: &str) -> Result<Child> {
+    if let Some(row) = run(client, &CHILD_OF_STEP, &[arg(parent), arg(step_key)])?.into_iter().next() {
+        let child: Uuid = row.get(1)?.ok_or_else(|| WorkflowError::internal("child without id"))?;
+        let status: String = row.get(2)?.unwrap_or_default();
+        match status.as_str() {
+            "failed" | "cancelled" => {
+                let exec = lock(client, child)?;
+                resume_locked(client, exec)?;
+                return Ok(Child::Running);
+            }
+            "pending" | "running" => return Ok(Child::Running),
+            _ => {}
+        }
+    }
+    let Some(definition) = declared(client, workflow_type)? else {
+        return Ok(Child::Undefined(json!({
+            "type": "UndefinedWorkflow",
+            "message": format!(
+                "step \"{step_key}\" starts workflow \"{workflow_type}\", which is not defined; \
+                 define it with workflow_define, then workflow_retry this execution"
+            ),
+        })));
+    };
     let row = run(client, &PARENT_DEFAULTS, &[arg(parent)])?.into_iter().next();
     let mut opts = StartOptions::default();
     let mut owner = pg_sys::Oid::INVALID;
@@ -281,7 +361,8 @@ pub fn start_child(client: &mut SpiClient<'_>, workflow_type: &str, input: Value
         owner = row.get(4)?.unwrap_or(owner);
     }
     let new = NewExecution { workflow_type, input, idempotency_key: None, opts, parent: Some((parent, step_key)), owner };
-    create(client, new)
+    create(client, new, Some(definition))?;
+    Ok(Child::Running)
 }
 
 /// Starts a `pending` execution whose time has come; false if it was not pending.
@@ -354,6 +435,15 @@ pub fn cancel(client: &mut SpiClient<'_>, id: Option<Uuid>, reason: Option<&str>
 /// step and scheduling again only what did not complete. False if there was nothing to resume.
 pub fn resume(client: &mut SpiClient<'_>, id: Option<Uuid>) -> Result<bool> {
     let exec = lock(client, required_id(id)?)?;
+    resume_locked(client, exec)
+}
+
+/// `resume` of a locked execution. Its failed or cancelled children resume when their
+/// steps are scheduled again (`start_child`). Refused while compensation runs: the
+/// saga must end before the steps it undoes may run again. Steps whose compensation
+/// completed run again, and so does every step that depends on them (their inputs are
+/// gone); everything else that completed is kept.
+fn resume_locked(client: &mut SpiClient<'_>, exec: Execution) -> Result<bool> {
     match exec.status.as_str() {
         "failed" | "cancelled" => {}
         "completed" => {
@@ -362,7 +452,19 @@ pub fn resume(client: &mut SpiClient<'_>, id: Option<Uuid>) -> Result<bool> {
         }
         _ => return Ok(false),
     }
-    run(client, &FORGET_UNFINISHED, &[arg(exec.id)])?;
+    let compensation: Option<String> =
+        run(client, &COMPENSATION_STATE, &[arg(exec.id)])?.into_iter().next().and_then(|r| r.get(1).ok().flatten());
+    if compensation.as_deref() == Some("running") {
+        return Err(WorkflowError::conflict(format!(
+            "cannot retry execution {} ({}): its compensation is still running",
+            exec.id, exec.workflow_type
+        ))
+        .with_hint("retry once workflow_status shows compensation completed or failed; steps it undid then run again"));
+    }
+    let undone: Vec<String> =
+        run(client, &UNDONE, &[arg(exec.id)])?.into_iter().filter_map(|r| r.get::<String>(1).ok().flatten()).collect();
+    let again = exec.definition.as_ref().map(|d| d.downstream(&undone)).unwrap_or_default();
+    run(client, &FORGET_UNFINISHED, &[arg(exec.id), arg(again)])?;
     run(client, &REOPEN, &[arg(exec.id)])?;
     let exec = Execution { status: "running".into(), ..exec };
     advance::advance(client, &exec)?;

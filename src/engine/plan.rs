@@ -22,7 +22,8 @@ pub struct Statement {
 thread_local! {
     /// The extension's schema (quoted) and owner, looked up once per backend.
     static EXTENSION: RefCell<Option<(String, pg_sys::Oid)>> = const { RefCell::new(None) };
-    static PLANS: RefCell<HashMap<usize, &'static OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    static PLANS: RefCell<HashMap<usize, (&'static Statement, &'static OwnedPreparedStatement)>> =
+        RefCell::new(HashMap::new());
 }
 
 fn extension() -> Result<(String, pg_sys::Oid)> {
@@ -70,7 +71,7 @@ pub fn owner() -> Result<pg_sys::Oid> {
 
 fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> Result<&'static OwnedPreparedStatement> {
     let key = stmt as *const Statement as usize;
-    if let Some(p) = PLANS.with(|p| p.borrow().get(&key).copied()) {
+    if let Some((_, p)) = PLANS.with(|p| p.borrow().get(&key).copied()) {
         return Ok(p);
     }
     let sql = stmt.sql.replace("@extschema@", &schema()?);
@@ -78,29 +79,90 @@ fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> Result<&'static Own
     let prepared = client.prepare_mut(sql.as_str(), &oids)?.keep();
     // Plans live as long as the backend; leaking gives them the 'static lifetime SPI wants.
     let prepared: &'static OwnedPreparedStatement = Box::leak(Box::new(prepared));
-    PLANS.with(|p| p.borrow_mut().insert(key, prepared));
+    PLANS.with(|p| p.borrow_mut().insert(key, (stmt, prepared)));
     Ok(prepared)
 }
 
-/// Forces generic plans while it lives. The engine's statements are planned once: left
-/// to itself, the plan cache keeps choosing custom plans for some of them (those with
-/// `$n IS NULL OR ...` filters) and re-plans on every call, which cost a sixth of the
-/// CPU of a hot path. Restored on drop, so also when an ERROR unwinds through here.
-struct GenericPlans(i32);
+/// The statements this backend has prepared so far (for the plan-shape test).
+pub fn prepared_statements() -> Vec<&'static Statement> {
+    PLANS.with(|p| p.borrow().values().map(|(s, _)| *s).collect())
+}
 
-impl GenericPlans {
-    fn force() -> GenericPlans {
+/// `EXPLAIN (FORMAT JSON)` of the generic plan `run` would use for `stmt` under the
+/// current statistics: the statement is prepared afresh and planned with the planner
+/// settings `run` applies.
+pub fn explain_generic(client: &mut SpiClient<'_>, stmt: &'static Statement) -> Result<serde_json::Value> {
+    let sql = stmt.sql.replace("@extschema@", &schema()?);
+    let types: Vec<String> = stmt
+        .args
+        .iter()
+        .map(|oid| unsafe {
+            let name = pg_sys::format_type_be(PgOid::BuiltIn(*oid).value());
+            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+        })
+        .collect();
+    let nulls = vec!["NULL"; types.len()];
+    let (types, nulls) = if types.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (format!("({})", types.join(", ")), format!("({})", nulls.join(", ")))
+    };
+    client.update(&format!("PREPARE pg_workflow_explain {types} AS {sql}"), None, &[])?;
+    let explained = {
+        let _settings = EngineSettings::apply();
+        client.update(&format!("EXPLAIN (FORMAT JSON) EXECUTE pg_workflow_explain {nulls}"), None, &[])
+    };
+    client.update("DEALLOCATE pg_workflow_explain", None, &[])?;
+    let plan: Option<pgrx::Json> = explained?.first().get(1)?;
+    plan.map(|j| j.0).ok_or_else(|| WorkflowError::internal("EXPLAIN returned no plan"))
+}
+
+/// The planner settings of the engine's statements, while it lives (restored on drop,
+/// so also when an ERROR unwinds through here). Set as the planner's own variables,
+/// not through the GUC machinery: a store each, on every hot-path call.
+///
+/// - Generic plans. The engine's statements are planned once: left to itself, the plan
+///   cache keeps choosing custom plans for some of them (those with `$n IS NULL OR ...`
+///   filters) and re-plans on every call, which cost a sixth of the CPU of a hot path.
+/// - No sequential scans, hash joins or merge joins. Every engine statement reaches its
+///   rows through an index by key (an id, an execution, a queue's head); a generic plan
+///   is kept until the statistics change, and one made while the tables were small
+///   (right after an ANALYZE of a new database) would otherwise hash-join a sequential
+///   scan of every activity into each claim for as long as it is kept. With these off
+///   the plan does not depend on how large the tables looked when it was made.
+struct EngineSettings {
+    plan_cache_mode: i32,
+    enable_seqscan: bool,
+    enable_hashjoin: bool,
+    enable_mergejoin: bool,
+}
+
+impl EngineSettings {
+    fn apply() -> EngineSettings {
         unsafe {
-            let saved = pgrx::pg_sys::plan_cache_mode;
-            pgrx::pg_sys::plan_cache_mode = pgrx::pg_sys::PlanCacheMode::PLAN_CACHE_MODE_FORCE_GENERIC_PLAN as i32;
-            GenericPlans(saved)
+            let saved = EngineSettings {
+                plan_cache_mode: pg_sys::plan_cache_mode,
+                enable_seqscan: pg_sys::enable_seqscan,
+                enable_hashjoin: pg_sys::enable_hashjoin,
+                enable_mergejoin: pg_sys::enable_mergejoin,
+            };
+            pg_sys::plan_cache_mode = pg_sys::PlanCacheMode::PLAN_CACHE_MODE_FORCE_GENERIC_PLAN as i32;
+            pg_sys::enable_seqscan = false;
+            pg_sys::enable_hashjoin = false;
+            pg_sys::enable_mergejoin = false;
+            saved
         }
     }
 }
 
-impl Drop for GenericPlans {
+impl Drop for EngineSettings {
     fn drop(&mut self) {
-        unsafe { pgrx::pg_sys::plan_cache_mode = self.0 };
+        unsafe {
+            pg_sys::plan_cache_mode = self.plan_cache_mode;
+            pg_sys::enable_seqscan = self.enable_seqscan;
+            pg_sys::enable_hashjoin = self.enable_hashjoin;
+            pg_sys::enable_mergejoin = self.enable_mergejoin;
+        }
     }
 }
 
@@ -111,6 +173,6 @@ pub fn run<'conn>(
     args: &[DatumWithOid<'_>],
 ) -> Result<SpiTupleTable<'conn>> {
     let prepared = plan(client, stmt)?;
-    let _generic = GenericPlans::force();
+    let _settings = EngineSettings::apply();
     Ok(client.update(prepared, None, args)?)
 }

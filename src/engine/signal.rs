@@ -74,6 +74,28 @@ pub fn send(
         ))
         .with_hint("signals reach only pending or running executions"));
     }
+    if let Some(def) = &exec.definition {
+        // A name no step waits for would be buffered forever: most likely a typo.
+        let waits_for: Vec<&str> = def
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                crate::model::definition::StepKind::Signal { name } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !waits_for.contains(&name) {
+            let known = if waits_for.is_empty() {
+                "none of its steps waits for a signal".to_owned()
+            } else {
+                format!("it waits for {}", waits_for.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "))
+            };
+            return Err(WorkflowError::invalid(format!(
+                "name: no step of workflow \"{}\" (execution {execution_id}) waits for signal \"{name}\"; {known}",
+                exec.workflow_type
+            )));
+        }
+    }
     let id = super::new_id();
     let inserted = run(client, &INSERT, &[arg(id), arg(execution_id), arg(name), arg(JsonB(payload)), arg(idempotency_key)])?;
     if inserted.is_empty() {

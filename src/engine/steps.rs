@@ -69,6 +69,33 @@ static MAP_ITEMS: Statement = Statement {
           RETURNING queue",
     args: &[UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID],
 };
+// The items of a map that are missing below its highest one, lowest first: after a
+// retry removed the ones that did not complete.
+static MAP_FILL: Statement = Statement {
+    sql: "INSERT INTO @extschema@.workflow_activity \
+            (id, execution_id, step_key, kind, activity_type, queue, status, input, max_attempts, retry, priority, \
+             start_to_close, heartbeat_timeout, expires_at) \
+          SELECT @extschema@.workflow_uuidv7(), agg.execution_id, agg.step_key || '[' || (item.ord - 1) || ']', \
+                 agg.kind, agg.activity_type, agg.queue, 'scheduled', \
+                 (agg.input - $3) || jsonb_build_object('item', item.value, 'index', item.ord - 1), \
+                 agg.max_attempts, agg.retry, agg.priority, agg.start_to_close, agg.heartbeat_timeout, agg.expires_at \
+          FROM @extschema@.workflow_activity agg \
+          CROSS JOIN LATERAL ( \
+            SELECT value, ord FROM jsonb_array_elements(agg.input -> $3) WITH ORDINALITY AS e(value, ord) \
+            WHERE NOT EXISTS (SELECT FROM @extschema@.workflow_activity x \
+                              WHERE x.execution_id = $1 AND x.step_key = $2 || '[' || (e.ord - 1) || ']') \
+            ORDER BY ord LIMIT $4) item \
+          WHERE agg.execution_id = $1 AND agg.step_key = $2 \
+          ON CONFLICT (execution_id, step_key) DO NOTHING \
+          RETURNING queue",
+    args: &[UUIDOID, TEXTOID, TEXTOID, INT8OID],
+};
+// How many items of a map exist, and how many of them completed.
+static MAP_COUNTS: Statement = Statement {
+    sql: "SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM @extschema@.workflow_activity \
+          WHERE execution_id = $1 AND starts_with(step_key, $2 || '[')",
+    args: &[UUIDOID, TEXTOID],
+};
 static MAP_SIZE: Statement = Statement {
     sql: "SELECT jsonb_array_length(input -> $3) FROM @extschema@.workflow_activity \
           WHERE execution_id = $1 AND step_key = $2",
@@ -197,12 +224,17 @@ pub fn schedule(
         }
         StepKind::Workflow { workflow_type } => {
             let due_in = step.timeout.or(Some(-1));
-            let Some((_, input)) = insert(client, exec, step, key, "waiting", Some(workflow_type), explicit_input, due_in, 1)?
+            let Some((id, input)) = insert(client, exec, step, key, "waiting", Some(workflow_type), explicit_input, due_in, 1)?
             else {
                 return Ok(Scheduled::Existed);
             };
-            execution::start_child(client, workflow_type, input, exec.id, key)?;
-            Ok(Scheduled::Open)
+            match execution::start_child(client, workflow_type, input, exec.id, key)? {
+                execution::Child::Running => Ok(Scheduled::Open),
+                execution::Child::Undefined(error) => {
+                    activity::fail_for_good(client, exec, id, key, error)?;
+                    Ok(Scheduled::Failed)
+                }
+            }
         }
     }
 }
@@ -234,18 +266,48 @@ fn schedule_map(client: &mut SpiClient<'_>, exec: &Execution, step: &Step, key: 
         activity::mark_completed(client, id, json!([]))?;
         return Ok(Scheduled::CompletedAtOnce);
     }
-    let first = step.max_concurrency.map_or(items, |m| items.min(m as i64));
-    open_items(client, exec, key, source, 0, first)?;
+    // Items may exist already: the ones that completed before a workflow_retry.
+    let counts = run(client, &MAP_COUNTS, &[arg(exec.id), arg(key)])?.into_iter().next();
+    let (created, completed) = match counts {
+        Some(row) => (row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0)),
+        None => (0, 0),
+    };
+    if created == 0 {
+        let first = step.max_concurrency.map_or(items, |m| items.min(m as i64));
+        open_items(client, exec, key, source, 0, first)?;
+        return Ok(Scheduled::Open);
+    }
+    if completed >= items {
+        run(client, &MAP_COMPLETE, &[arg(exec.id), arg(key)])?;
+        return Ok(Scheduled::CompletedAtOnce);
+    }
+    let open = created - completed;
+    let more = step.max_concurrency.map_or(items, |m| m as i64 - open).min(items - created);
+    fill_items(client, key, exec, source, more)?;
     Ok(Scheduled::Open)
 }
 
-/// Creates items (from, to] of a map (1-based ordinals) and announces their queue.
-fn open_items(client: &mut SpiClient<'_>, exec: &Execution, key: &str, source: &str, from: i64, to: i64) -> Result<()> {
-    let rows = run(client, &MAP_ITEMS, &[arg(exec.id), arg(key), arg(source), arg(from), arg(to)])?;
+/// Creates up to `count` missing items of a map, lowest first, and announces their queue.
+fn fill_items(client: &mut SpiClient<'_>, key: &str, exec: &Execution, source: &str, count: i64) -> Result<()> {
+    if count <= 0 {
+        return Ok(());
+    }
+    let rows = run(client, &MAP_FILL, &[arg(exec.id), arg(key), arg(source), arg(count)])?;
     if let Some(row) = rows.into_iter().next() {
         wake::queue_ready(&row.get::<String>(1)?.unwrap_or_default(), 0);
     }
     Ok(())
+}
+
+/// Creates items (from, to] of a map (1-based ordinals) and announces their queue;
+/// returns how many it created (fewer where some existed).
+fn open_items(client: &mut SpiClient<'_>, exec: &Execution, key: &str, source: &str, from: i64, to: i64) -> Result<i64> {
+    let rows = run(client, &MAP_ITEMS, &[arg(exec.id), arg(key), arg(source), arg(from), arg(to)])?;
+    let created = rows.len() as i64;
+    if let Some(row) = rows.into_iter().next() {
+        wake::queue_ready(&row.get::<String>(1)?.unwrap_or_default(), 0);
+    }
+    Ok(created)
 }
 
 /// Moves a running map forward: opens more items as others complete, and completes the
@@ -278,7 +340,10 @@ pub fn map_progress(
         let open = created - completed;
         let more = (total - created).min(limit as i64 - open);
         if more > 0 {
-            open_items(client, exec, &step.name, source, created, created + more)?;
+            // Items are created in order, so the next ones follow the last; after a retry
+            // the ones that did not complete left holes below it, filled lowest first.
+            let opened = open_items(client, exec, &step.name, source, created, created + more)?;
+            fill_items(client, &step.name, exec, source, more - opened)?;
         }
     }
     Ok(false)

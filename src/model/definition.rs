@@ -90,9 +90,38 @@ pub struct Step {
 pub struct Definition {
     /// In the order written; validated to form a DAG.
     pub steps: Vec<Step>,
-    /// step name -> compensating activity type (saga).
-    pub compensate: BTreeMap<String, String>,
+    /// step name -> its compensating activity (saga).
+    pub compensate: BTreeMap<String, Compensation>,
     pub timeout: Option<Micros>,
+}
+
+/// What undoes a completed step when its execution fails or is cancelled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compensation {
+    pub activity: String,
+    /// The queue its activity goes to; None: the compensated step's queue.
+    pub queue: Option<String>,
+}
+
+const COMPENSATION_FIELDS: &[&str] = &["activity", "queue"];
+
+/// `"http.cleanup"`, or `{"activity": "http.cleanup", "queue": "io"}`.
+fn compensation(step: &str, v: &Value) -> Result<Compensation, DefinitionError> {
+    let Some(obj) = v.as_object() else {
+        return Ok(Compensation { activity: non_empty_str(step, "compensate", v)?.to_owned(), queue: None });
+    };
+    if let Some(key) = obj.keys().find(|k| !COMPENSATION_FIELDS.contains(&k.as_str())) {
+        return fail(
+            Some(step),
+            format!("\"compensate\" has unknown field \"{key}\"; known fields are {}", COMPENSATION_FIELDS.join(", ")),
+        );
+    }
+    let activity = match obj.get("activity") {
+        Some(a) => non_empty_str(step, "compensate.activity", a)?.to_owned(),
+        None => return fail(Some(step), "\"compensate\" needs \"activity\": the activity type that undoes this step"),
+    };
+    let queue = obj.get("queue").map(|q| non_empty_str(step, "compensate.queue", q)).transpose()?.map(str::to_owned);
+    Ok(Compensation { activity, queue })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,8 +150,9 @@ fn non_empty_str<'a>(step: &str, field: &str, v: &'a Value) -> Result<&'a str, D
     }
 }
 
+/// Every duration of a definition (timeouts, sleeps) must be longer than zero.
 fn duration(step: Option<&str>, field: &str, v: &Value) -> Result<Micros, DefinitionError> {
-    interval::parse_json(v).or_else(|e| fail(step, format!("field \"{field}\" {e}")))
+    interval::parse_positive_json(v).or_else(|e| fail(step, format!("field \"{field}\" {e}")))
 }
 
 fn int32(step: &str, field: &str, v: &Value, min: i64) -> Result<i32, DefinitionError> {
@@ -349,12 +379,11 @@ pub fn parse(value: &Value) -> Result<Definition, DefinitionError> {
             Some(o) => o,
             None => return fail(None, format!("\"compensate\" must map step names to activity types, got {}", json_kind(v))),
         };
-        for (step_name, activity) in obj {
+        for (step_name, undo) in obj {
             if !seen.contains(step_name) {
                 return fail(Some(step_name), "is named in \"compensate\" but is not a step of this workflow");
             }
-            let activity = non_empty_str(step_name, "compensate", activity)?;
-            compensate.insert(step_name.clone(), activity.to_owned());
+            compensate.insert(step_name.clone(), compensation(step_name, undo)?);
         }
     }
     let timeout = top.get("timeout").map(|v| duration(None, "timeout", v)).transpose()?;
@@ -387,6 +416,24 @@ fn check_acyclic(steps: &[Step]) -> Result<(), DefinitionError> {
 }
 
 impl Definition {
+    /// `names` and every step that depends on one of them, directly or not: what must
+    /// run again when the steps `names` were undone (their outputs are gone).
+    pub fn downstream(&self, names: &[String]) -> Vec<String> {
+        let mut found: Vec<String> = names.iter().filter(|n| self.step(n).is_some()).cloned().collect();
+        loop {
+            let more: Vec<String> = self
+                .steps
+                .iter()
+                .filter(|s| !found.contains(&s.name) && s.depends_on.iter().any(|d| found.contains(d)))
+                .map(|s| s.name.clone())
+                .collect();
+            if more.is_empty() {
+                return found;
+            }
+            found.extend(more);
+        }
+    }
+
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.name == name)
     }
@@ -512,7 +559,11 @@ mod tests {
         assert_eq!(def.steps.len(), 7);
         assert_eq!(def.step("extract").unwrap().retry.max_attempts, 5);
         assert_eq!(def.final_steps().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["notify"]);
-        assert_eq!(def.compensate["fetch"], "http.cleanup");
+        assert_eq!(def.compensate["fetch"], Compensation { activity: "http.cleanup".into(), queue: None });
+        let mut again = def.downstream(&["store".to_owned(), "nonsense".to_owned()]);
+        again.sort();
+        assert_eq!(again, vec!["notify", "pause", "store"]);
+        assert_eq!(def.downstream(&[]), Vec::<String>::new());
     }
 
     #[test]
@@ -545,6 +596,15 @@ mod tests {
             (json!({"steps": [{"name": "a", "activity": "x", "priority": 1.5}]}), "field \"priority\""),
             (json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"b": "undo"}}), "step \"b\""),
             (json!({"steps": [{"name": "a", "activity": "x"}], "timeout": "never"}), "field \"timeout\""),
+            (json!({"steps": [{"name": "a", "activity": "x", "timeout": "0s"}]}), "field \"timeout\" is \"0s\", which is zero"),
+            (json!({"steps": [{"name": "a", "activity": "x", "timeout": 0}]}), "field \"timeout\" is 0, which is zero"),
+            (json!({"steps": [{"name": "a", "activity": "x", "heartbeat_timeout": "0ms"}]}), "field \"heartbeat_timeout\""),
+            (json!({"steps": [{"name": "a", "activity": "x", "schedule_to_close": 0.0}]}), "field \"schedule_to_close\""),
+            (json!({"steps": [{"name": "a", "sleep": "0s"}]}), "field \"sleep\""),
+            (json!({"steps": [{"name": "a", "activity": "x"}], "timeout": 0}), "field \"timeout\""),
+            (json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"a": {"queue": "io"}}}), "needs \"activity\""),
+            (json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"a": {"activity": "u", "q": 1}}}), "unknown field \"q\""),
+            (json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"a": {"activity": "u", "queue": ""}}}), "compensate.queue"),
         ];
         for (def, expected) in cases {
             let message = err(def.clone());

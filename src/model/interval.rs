@@ -97,6 +97,15 @@ pub fn parse_json(value: &serde_json::Value) -> Result<Micros, String> {
     }
 }
 
+/// Parses a duration that must be longer than zero: a timeout of zero would hand out a
+/// lease that has already expired, a sleep of zero is a mistake.
+pub fn parse_positive_json(value: &serde_json::Value) -> Result<Micros, String> {
+    match parse_json(value)? {
+        0 => Err(format!("is {value}, which is zero; write a positive duration such as \"30s\", or leave the field out")),
+        us => Ok(us),
+    }
+}
+
 /// The JSON type name of a value, for error messages.
 pub fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
@@ -135,5 +144,13 @@ mod tests {
         assert!(parse_json(&json!(1e300)).is_err());
         assert!(parse_json(&json!(true)).is_err());
         assert!(parse_json(&json!(null)).is_err());
+    }
+
+    #[test]
+    fn zero_is_no_positive_duration() {
+        for zero in [json!(0), json!(0.0), json!("0s"), json!("0 ms"), json!("0.0000001s")] {
+            assert!(parse_positive_json(&zero).is_err(), "{zero} should be rejected");
+        }
+        assert_eq!(parse_positive_json(&json!("1ms")), Ok(1_000));
     }
 }

@@ -13,9 +13,11 @@ pub struct StartOptions {
     pub queue: Option<String>,
     pub tenant_id: Option<String>,
     pub labels: Option<Value>,
+    /// The execution is driven by the client's code, not by a definition.
+    pub client_driven: bool,
 }
 
-const FIELDS: &[&str] = &["delay", "start_at", "timeout", "priority", "queue", "tenant_id", "labels"];
+const FIELDS: &[&str] = &["delay", "start_at", "timeout", "priority", "queue", "tenant_id", "labels", "client_driven"];
 
 fn text(key: &str, v: &Value) -> Result<String, String> {
     match v.as_str() {
@@ -32,7 +34,11 @@ pub fn parse_start_options(value: &Value) -> Result<StartOptions, String> {
     for (key, v) in obj {
         match key.as_str() {
             "delay" => o.delay = Some(interval::parse_json(v).map_err(|e| format!("options.delay {e}"))?),
-            "timeout" => o.timeout = Some(interval::parse_json(v).map_err(|e| format!("options.timeout {e}"))?),
+            "timeout" => o.timeout = Some(interval::parse_positive_json(v).map_err(|e| format!("options.timeout {e}"))?),
+            "client_driven" => {
+                o.client_driven =
+                    v.as_bool().ok_or_else(|| format!("options.client_driven must be true or false, got {}", json_kind(v)))?
+            }
             "start_at" => o.start_at = Some(text(key, v)?),
             "queue" => o.queue = Some(text(key, v)?),
             "tenant_id" => o.tenant_id = Some(text(key, v)?),
@@ -79,6 +85,9 @@ mod tests {
             json!({"labels": [1]}),
             json!({"colour": 1}),
             json!({"delay": "1s", "start_at": "2030-01-01"}),
+            json!({"timeout": "0s"}),
+            json!({"timeout": 0}),
+            json!({"client_driven": "yes"}),
         ] {
             let e = parse_start_options(&bad).unwrap_err();
             assert!(e.contains("options"), "{e}");

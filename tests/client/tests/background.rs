@@ -94,7 +94,7 @@ fn timers_and_await_work_without_dispatch() {
         .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
         .unwrap();
     assert_eq!(status["status"], "completed", "the await returns once the sleep has fired");
-    let sdk: String = db.query_one("SELECT workflow_start('sdk')::text", &[]).unwrap().get(0);
+    let sdk: String = db.query_one(r#"SELECT workflow_start('sdk', '{}', NULL, '{"client_driven": true}')::text"#, &[]).unwrap().get(0);
     let still: serde_json::Value = db
         .query_one("SELECT workflow_await($1::text::uuid, '50 milliseconds')::text", &[&sdk])
         .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())

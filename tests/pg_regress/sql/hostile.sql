@@ -42,7 +42,7 @@ SELECT expect_error($$SELECT workflow_await('00000000-0000-0000-0000-00000000000
 -- Oversized payloads (54000).
 SET workflow.max_payload_bytes = 1024;
 SELECT expect_error(format('SELECT workflow_start(%L, %L)', 'h', jsonb_build_object('blob', repeat('x', 5000))));
-SELECT workflow_start('h_client') AS c \gset
+SELECT workflow_start('h_client', '{}', NULL, '{"client_driven": true}') AS c \gset
 SELECT expect_error(format('SELECT workflow_signal(%L, %L, %L)', :'c', 'big', jsonb_build_object('blob', repeat('x', 5000))));
 SELECT expect_error(format('SELECT workflow_complete(%L, %L)', :'c', jsonb_build_object('blob', repeat('x', 5000))));
 RESET workflow.max_payload_bytes;

@@ -77,7 +77,8 @@ GROUP BY f ORDER BY f;
 -- starter reads the result; each owns what it made.
 SELECT as_role('wf_admin', $$SELECT workflow_define('secure_doc', '{"steps": [
     {"name": "fetch", "activity": "fetch"},
-    {"name": "store", "activity": "store", "depends_on": ["fetch"]}]}')$$);
+    {"name": "store", "activity": "store", "depends_on": ["fetch"]},
+    {"name": "greet", "wait_signal": "hello", "depends_on": ["fetch"]}]}')$$);
 SELECT as_role('wf_starter', $$SELECT workflow_start('secure_doc', '{"url": "u"}', 'secure-1', '{"queue": "secure"}') IS NOT NULL$$);
 SELECT owner FROM workflow_definition WHERE name = 'secure_doc';
 SELECT owner, status FROM workflow_execution WHERE idempotency_key = 'secure-1';
@@ -88,6 +89,7 @@ SELECT c.step_key, workflow_complete_activity(c.activity_id, '{"stored": true}',
 FROM workflow_claim('secure', 'w1', 10) c;
 RESET ROLE;
 SET ROLE wf_starter;
+SELECT workflow_signal(id, 'hello') IS NOT NULL AS greeted FROM workflow_execution WHERE idempotency_key = 'secure-1';
 SELECT workflow_status(id)->>'status' AS status, workflow_status(id)->'output' AS output
 FROM workflow_execution WHERE idempotency_key = 'secure-1';
 RESET ROLE;

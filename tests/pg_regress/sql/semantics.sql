@@ -42,7 +42,7 @@ SELECT step_key, status FROM workflow_activity WHERE execution_id = :'id2' ORDER
 SELECT expect_error(format('SELECT workflow_retry(%L)', :'id'));
 
 -- A client-driven execution: the client's code schedules steps by key.
-SELECT workflow_start('sdk_flow', '{"n": 1}') AS c \gset
+SELECT workflow_start('sdk_flow', '{"n": 1}', NULL, '{"client_driven": true}') AS c \gset
 SELECT workflow_schedule_activity(:'c', 'step-1', 'sdk.task', '{"a": 1}') AS s1 \gset
 SELECT workflow_schedule_activity(:'c', 'step-1', 'sdk.task', '{"a": 1}') = :'s1' AS replay_same_id;
 SELECT work('sdk.task', '"r1"');

@@ -17,3 +17,16 @@ CREATE FUNCTION work(activity text, output jsonb) RETURNS text LANGUAGE sql AS $
     SELECT string_agg(c.step_key || ':' || workflow_complete_activity(c.activity_id, output, c.attempt), ',')
     FROM workflow_claim('default', 'regress-worker', 1, '5 minutes', ARRAY[activity]) c
 $$;
+
+-- expect_error, with the hint (what the message tells the caller to do).
+CREATE FUNCTION expect_hint(statement text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE hint text;
+BEGIN
+    EXECUTE statement;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS hint = PG_EXCEPTION_HINT;
+    RETURN regexp_replace(SQLSTATE || ': ' || SQLERRM || E'\nHINT: ' || hint,
+        '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<id>', 'g');
+END
+$$;

@@ -1,0 +1,158 @@
+// The shape of the engine's plans: whatever statistics a generic plan was made with, no
+// engine statement may read its rows in a way that grows with the tables (a sequential
+// scan, or a whole non-partial index), because the plan is kept while the tables grow.
+
+/// Every path of the engine once, so that its statements are prepared in this backend.
+fn exercise_the_engine() {
+    Spi::run(
+        r#"
+        CREATE TABLE plan_effects (n int);
+        SELECT workflow_define('plan_chain', '{"steps": [
+            {"name": "a", "activity": "t", "retry": {"max_attempts": 3, "initial_interval": "1ms", "jitter": 0}},
+            {"name": "b", "activity": "t", "depends_on": ["a"], "heartbeat_timeout": "1m"}],
+            "compensate": {"a": "undo"}}');
+        SELECT workflow_define('plan_dag', '{"steps": [
+            {"name": "split", "activity": "t"},
+            {"name": "each", "activity": "t", "depends_on": ["split"], "map": "split", "max_concurrency": 2},
+            {"name": "nap", "sleep": "1ms", "depends_on": ["each"]},
+            {"name": "ok", "wait_signal": "ok", "timeout": "1h", "depends_on": ["each"]},
+            {"name": "store", "sql": "INSERT INTO plan_effects VALUES (1)", "depends_on": ["nap", "ok"]},
+            {"name": "child", "workflow": "plan_chain", "depends_on": ["store"]}],
+            "timeout": "1 day"}');
+        SELECT workflow_start('plan_chain', '{}', 'k1');
+        SELECT workflow_start('plan_chain', '{}', 'k1');
+        SELECT workflow_start('plan_chain', '{}', NULL, '{"delay": "1h"}');
+        SELECT workflow_start('plan_dag', '{}', 'dag');
+        SELECT workflow_start('plan_client', '{}', NULL, '{"client_driven": true}');
+        "#,
+    )
+    .unwrap();
+    let dag = one::<Uuid>("SELECT id FROM workflow_execution WHERE workflow_type = 'plan_dag'");
+    let client = one::<Uuid>("SELECT id FROM workflow_execution WHERE workflow_type = 'plan_client'");
+    run(&format!("SELECT workflow_signal('{dag}', 'ok', '1', 'sig-1')"));
+    run(&format!("SELECT workflow_signal('{dag}', 'ok', '1', 'sig-1')"));
+    // Work the queue until nothing is claimable: fail each activity once, heartbeat it,
+    // complete it in batches and alone; split returns three items.
+    for round in 0..20 {
+        let claimed: Vec<(Uuid, String, i32)> = Spi::connect(|c| {
+            c.select("SELECT activity_id, step_key, attempt FROM workflow_claim('default', 'w', 10)", None, &[])
+                .unwrap()
+                .map(|r| (r.get(1).unwrap().unwrap(), r.get(2).unwrap().unwrap(), r.get(3).unwrap().unwrap()))
+                .collect()
+        });
+        if claimed.is_empty() && round > 0 {
+            break;
+        }
+        for (id, key, attempt) in claimed {
+            run(&format!("SELECT workflow_heartbeat('{id}', {attempt}, '{{\"p\": 1}}')"));
+            if attempt == 1 && key == "a" {
+                run(&format!("SELECT workflow_fail_activity('{id}', '\"flaky\"', {attempt})"));
+                run(&format!("UPDATE workflow_activity SET scheduled_at = now() - interval '1s' WHERE id = '{id}'"));
+            } else if key == "split" {
+                run(&format!("SELECT workflow_complete_activities(ARRAY['{id}']::uuid[], ARRAY['[1, 2, 3]']::jsonb[])"));
+            } else {
+                run(&format!("SELECT workflow_complete_activity('{id}', '1', {attempt})"));
+            }
+        }
+        run("UPDATE workflow_activity SET scheduled_at = now() - interval '1s' WHERE status = 'waiting' AND kind = 'sleep'");
+        run("SELECT workflow_dispatch()");
+    }
+    run(&format!("SELECT workflow_status('{dag}')"));
+    run(&format!("SELECT workflow_await('{dag}', '1 millisecond')"));
+    // Client-driven: steps of each kind, then the end.
+    run(&format!("SELECT workflow_schedule_activity('{client}', 's1', 't', '{{}}')"));
+    run(&format!("SELECT workflow_schedule_activity('{client}', 's1', 't', '{{}}')"));
+    run(&format!("SELECT workflow_schedule_activity('{client}', 'nap', NULL, '{{}}', '{{\"sleep\": \"1h\"}}')"));
+    run(&format!("SELECT workflow_complete('{client}', '1')"));
+    // Failure for good, compensation, cancellation, resume, expiry.
+    let chain = one::<Uuid>("SELECT workflow_start('plan_chain', '{}', 'k2')");
+    let (a, _, attempt) = claim_one("default");
+    complete(&a, "1");
+    let (b, _, attempt_b) = claim_one("default");
+    run(&format!("SELECT workflow_fail_activity('{b}', '\"no\"', {attempt_b}, false)"));
+    let _ = attempt;
+    let (undo, _, undo_attempt) = claim_one("default");
+    run(&format!("SELECT workflow_complete_activity('{undo}', 'null', {undo_attempt})"));
+    run(&format!("SELECT workflow_retry('{chain}')"));
+    run(&format!("SELECT workflow_cancel('{chain}', 'plan test')"));
+    let lease = one::<Uuid>("SELECT workflow_start('plan_chain', '{}', 'k3')");
+    let (c, _, _) = claim_one("default");
+    run(&format!("UPDATE workflow_activity SET lease_expires_at = now() - interval '1s' WHERE id = '{c}'"));
+    run(&format!("UPDATE workflow_execution SET deadline = now() - interval '1s' WHERE id = '{lease}'"));
+    run("UPDATE workflow_execution SET started_at = now() - interval '1s' WHERE status = 'pending'");
+    run("SELECT workflow_dispatch()");
+}
+
+/// Scans of the tables that grow with work (not definitions, which grow with deploys and
+/// stay small) that read more than the rows they need.
+fn unbounded_scans(plan: &Value, partial_indexes: &[String], found: &mut Vec<String>) {
+    let tables = ["workflow_activity", "workflow_execution", "workflow_signal"];
+    if let Some(relation) = plan.get("Relation Name").and_then(Value::as_str) {
+        let node = plan["Node Type"].as_str().unwrap_or_default();
+        if tables.contains(&relation) && node != "ModifyTable" {
+            let index = plan.get("Index Name").and_then(Value::as_str).unwrap_or_default();
+            let bounded = match node {
+                "Index Scan" | "Index Only Scan" => {
+                    plan.get("Index Cond").is_some() || partial_indexes.iter().any(|p| p == index)
+                }
+                "Bitmap Heap Scan" => true,
+                _ => false,
+            };
+            if !bounded {
+                found.push(format!("{node} on {relation} {index}"));
+            }
+        }
+    }
+    if let Some(children) = plan.get("Plans").and_then(Value::as_array) {
+        for child in children {
+            unbounded_scans(child, partial_indexes, found);
+        }
+    }
+}
+
+fn check_every_prepared_plan(stats: &str) -> usize {
+    let partial: Vec<String> = Spi::connect(|c| {
+        c.select(
+            "SELECT indexrelid::regclass::text FROM pg_index \
+             WHERE indrelid IN ('workflow_activity'::regclass, 'workflow_execution'::regclass, 'workflow_signal'::regclass) \
+               AND indpred IS NOT NULL",
+            None,
+            &[],
+        )
+        .unwrap()
+        .map(|r| r.get::<String>(1).unwrap().unwrap())
+        .collect()
+    });
+    let statements = crate::engine::plan::prepared_statements();
+    let mut bad = Vec::new();
+    Spi::connect_mut(|c| {
+        for stmt in &statements {
+            let explained = crate::engine::plan::explain_generic(c, stmt).expect("EXPLAIN");
+            let mut found = Vec::new();
+            unbounded_scans(&explained[0]["Plan"], &partial, &mut found);
+            if !found.is_empty() {
+                bad.push(format!("{found:?} in: {}", stmt.sql));
+            }
+        }
+    });
+    assert!(bad.is_empty(), "with {stats} statistics, plans that read whole tables:\n{}", bad.join("\n"));
+    statements.len()
+}
+
+#[pg_test]
+fn no_statistics_give_an_engine_statement_a_plan_that_grows_with_the_tables() {
+    exercise_the_engine();
+    // Small tables, freshly analyzed: what a new database looks like.
+    run("ANALYZE workflow_activity; ANALYZE workflow_execution; ANALYZE workflow_signal; ANALYZE workflow_definition");
+    let checked = check_every_prepared_plan("small-table");
+    assert!(checked >= 55, "only {checked} engine statements were prepared; the workload misses some paths");
+    // The same tables as the planner sees them when they hold millions of rows.
+    run("UPDATE pg_class SET reltuples = 5e7, relpages = 1 \
+         WHERE oid IN ('workflow_activity'::regclass, 'workflow_execution'::regclass)");
+    check_every_prepared_plan("large-table");
+    // No statistics at all, as right after CREATE EXTENSION.
+    run("DELETE FROM pg_statistic WHERE starelid IN ('workflow_activity'::regclass, 'workflow_execution'::regclass)");
+    run("UPDATE pg_class SET reltuples = -1, relpages = 0 \
+         WHERE oid IN ('workflow_activity'::regclass, 'workflow_execution'::regclass)");
+    check_every_prepared_plan("no");
+}
