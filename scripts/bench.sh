@@ -13,7 +13,7 @@ port=${PGWORKFLOW_BENCH_PORT:-28817}
 mkdir -p "$(dirname "$dir")"
 scripts/cluster.sh stop "$dir" 2>/dev/null || true
 echo "==> building pg_workflow (release) and the benchmark"
-scripts/install.sh --release
+scripts/install.sh
 cargo build --release --quiet --manifest-path bench/Cargo.toml
 echo "==> throwaway PostgreSQL 15 on port $port; machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
 extra=()

@@ -29,6 +29,9 @@ start)
         echo "shared_preload_libraries = 'pg_workflow'"
         echo "max_connections = 200"
         echo "max_worker_processes = 32"
+        # %b: the backend type, so a log line says which process wrote it (a pg_workflow
+        # dispatcher, an autovacuum worker, ...).
+        echo "log_line_prefix = '%m [%p] %b '"
         for line in "$@"; do echo "$line"; done
     } | as_owner tee -a "$dir/postgresql.conf" >/dev/null
     as_owner "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \

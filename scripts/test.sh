@@ -24,7 +24,17 @@ tests/upgrade/run.sh "$work" $((port + 1))
 
 echo "==> installing the extension and starting a throwaway cluster on port $port"
 scripts/install.sh
-scripts/cluster.sh start "$work/cluster" "$port" "fsync = off"
+# What users get must be the release build: small, optimised, no debug info.
+library="$("$(scripts/pg_config.sh)" --pkglibdir)/pg_workflow.so"
+size=$(stat -c %s "$library")
+if [ "$size" -gt $((16 * 1024 * 1024)) ] || readelf -S "$library" | grep -q '\.debug_info'; then
+    echo "the installed $library ($size bytes) is not the release build: it has debug info or is over 16 MiB" >&2
+    exit 1
+fi
+echo "installed library: $((size / 1024)) KiB, no debug info"
+# pg_cron too, for the test of the README's pg_cron lines (its launcher works in
+# database postgres only).
+scripts/cluster.sh start "$work/cluster" "$port" "fsync = off" "shared_preload_libraries = 'pg_workflow,pg_cron'"
 trap 'scripts/cluster.sh stop "$work/cluster"' EXIT
 
 echo "==> pg_regress (tests/pg_regress)"

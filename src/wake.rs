@@ -347,7 +347,7 @@ fn now() -> i64 {
 }
 
 /// Asks the dispatcher of `db` to leave, and the launcher not to start one there, for
-/// `seconds` or until `database_statement_done`. Wakes both, so they act at once.
+/// `seconds` or until `release_database`. Wakes both, so they act at once.
 pub fn hold_database(db: u32, seconds: i64) {
     if !enabled() {
         return;
@@ -374,20 +374,16 @@ pub fn hold_database(db: u32, seconds: i64) {
     }
 }
 
-/// The statement that needed database `db` alone is over: with `release`, dispatchers
-/// may come back at once (a copy or rename is done); without, the hold runs out by
-/// itself (a dropped database's id must not get a dispatcher from a stale list).
-/// Either way the launcher lists databases again now.
-pub fn database_statement_done(db: u32, release: bool) {
+/// The transaction that needed database `db` alone is over: dispatchers may come back,
+/// and the launcher lists databases again now.
+pub fn release_database(db: u32) {
     if !enabled() {
         return;
     }
     let launcher = {
         let mut mb = MAILBOX.exclusive();
-        if release {
-            for hold in mb.holds.iter_mut().filter(|h| h.db == db) {
-                *hold = Hold::EMPTY;
-            }
+        for hold in mb.holds.iter_mut().filter(|h| h.db == db) {
+            *hold = Hold::EMPTY;
         }
         mb.probe_requested = true;
         mb.launcher_pid
@@ -395,6 +391,12 @@ pub fn database_statement_done(db: u32, release: bool) {
     if launcher != 0 {
         set_latch_of(launcher);
     }
+}
+
+/// True if the launcher was asked to list databases again since it last did: what it
+/// listed may be out of date (a database just dropped).
+pub fn probe_pending() -> bool {
+    MAILBOX.share().probe_requested
 }
 
 /// True while a statement needs database `db` to itself.

@@ -11,11 +11,12 @@
 use crate::wake;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgList;
+use pgrx::{register_xact_callback, PgList, PgXactCallbackEvent};
 use std::ffi::CStr;
 
-/// How long a dispatcher stays away from a database if the statement never says it is
-/// done (it failed): long enough for dropdb's own five-second wait.
+/// How long a dispatcher stays away at most. The hold ends when the statement's
+/// transaction does (these statements run in one of their own); this bounds it should
+/// the backend die before.
 const HOLD_SECONDS: i64 = 10;
 
 static mut PREVIOUS: pg_sys::ProcessUtility_hook_type = None;
@@ -28,14 +29,7 @@ pub fn install() {
     }
 }
 
-/// What a statement does to a database that needs it alone (no database: INVALID).
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct Target {
-    db: pg_sys::Oid,
-    /// The database is gone once the statement succeeds.
-    dropped: bool,
-}
+
 
 unsafe fn database_oid(name: *const std::ffi::c_char) -> Option<pg_sys::Oid> {
     if name.is_null() {
@@ -52,14 +46,15 @@ unsafe fn option(options: *mut pg_sys::List, name: &str) -> Option<*mut pg_sys::
         .find(|d| !(**d).defname.is_null() && CStr::from_ptr((**d).defname).to_bytes() == name.as_bytes())
 }
 
-unsafe fn target_of(stmt: *mut pg_sys::Node) -> Option<Target> {
+/// The database a statement needs to itself, if any.
+unsafe fn target_of(stmt: *mut pg_sys::Node) -> Option<pg_sys::Oid> {
     if stmt.is_null() {
         return None;
     }
     match (*stmt).type_ {
         pg_sys::NodeTag::T_DropdbStmt => {
             let drop = stmt as *mut pg_sys::DropdbStmt;
-            Some(Target { db: database_oid((*drop).dbname)?, dropped: true })
+            database_oid((*drop).dbname)
         }
         pg_sys::NodeTag::T_CreatedbStmt => {
             let create = stmt as *mut pg_sys::CreatedbStmt;
@@ -68,19 +63,19 @@ unsafe fn target_of(stmt: *mut pg_sys::Node) -> Option<Target> {
                 return None;
             }
             let name = pg_sys::defGetString(template);
-            Some(Target { db: database_oid(name)?, dropped: false })
+            database_oid(name)
         }
         pg_sys::NodeTag::T_RenameStmt => {
             let rename = stmt as *mut pg_sys::RenameStmt;
             if (*rename).renameType != pg_sys::ObjectType::OBJECT_DATABASE {
                 return None;
             }
-            Some(Target { db: database_oid((*rename).subname)?, dropped: false })
+            database_oid((*rename).subname)
         }
         pg_sys::NodeTag::T_AlterDatabaseStmt => {
             let alter = stmt as *mut pg_sys::AlterDatabaseStmt;
             option((*alter).options, "tablespace")?;
-            Some(Target { db: database_oid((*alter).dbname)?, dropped: false })
+            database_oid((*alter).dbname)
         }
         _ => None,
     }
@@ -128,12 +123,11 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let target = before(pstmt);
+    before(pstmt);
     match PREVIOUS {
         Some(previous) => previous(pstmt, query, read_only_tree, context, params, env, dest, qc),
         None => postgres_standard_process_utility(pstmt, query, read_only_tree, context, params, env, dest, qc),
     }
-    after(target);
 }
 
 #[cfg(feature = "pg13")]
@@ -146,28 +140,22 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let target = before(pstmt);
+    before(pstmt);
     match PREVIOUS {
         Some(previous) => previous(pstmt, query, context, params, env, dest, qc),
         None => postgres_standard_process_utility(pstmt, query, context, params, env, dest, qc),
     }
-    after(target);
 }
 
-/// Before the statement: which database it needs alone, and the hold on it.
+/// Before the statement: holds the database it needs alone until its transaction ends.
+/// Released at commit, a dropped database is gone from the launcher's next list (the
+/// commit callback runs once the commit is visible), so no dispatcher is started for it;
+/// released at abort, the dispatcher comes back to a database that is still there.
 #[pg_guard]
-unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt) -> Target {
-    let target = target_of((*pstmt).utilityStmt).unwrap_or(Target { db: pg_sys::Oid::INVALID, dropped: false });
-    if target.db != pg_sys::Oid::INVALID {
-        wake::hold_database(target.db.to_u32(), HOLD_SECONDS);
-    }
-    target
-}
-
-/// Only reached when the statement succeeded; after an ERROR the hold runs out by itself.
-#[pg_guard]
-extern "C-unwind" fn after(target: Target) {
-    if target.db != pg_sys::Oid::INVALID {
-        wake::database_statement_done(target.db.to_u32(), !target.dropped);
-    }
+unsafe extern "C-unwind" fn before(pstmt: *mut pg_sys::PlannedStmt) {
+    let Some(db) = target_of((*pstmt).utilityStmt) else { return };
+    let db = db.to_u32();
+    wake::hold_database(db, HOLD_SECONDS);
+    register_xact_callback(PgXactCallbackEvent::Commit, move || wake::release_database(db));
+    register_xact_callback(PgXactCallbackEvent::Abort, move || wake::release_database(db));
 }

@@ -97,8 +97,9 @@ pub extern "C-unwind" fn pg_workflow_launcher_main(_arg: pg_sys::Datum) {
                         }
                         Some(Dispatcher::Running(_)) => false,
                     };
-                    // A statement needs the database alone (DROP DATABASE, ...): stay away.
-                    let due = due && !wake::is_held(db.to_u32());
+                    // A statement needs the database alone (DROP DATABASE, ...): stay away;
+                    // and start nothing from a list that a probe request made stale.
+                    let due = due && !wake::is_held(db.to_u32()) && !wake::probe_pending();
                     match (due, other) {
                         (true, _) => match start_dispatcher(*db, name) {
                             Some(handle) => Dispatcher::Running(handle),

@@ -102,42 +102,94 @@ fn timers_and_await_work_without_dispatch() {
     assert_eq!(still["status"], "running", "an await times out on an execution that does not finish");
 }
 
-#[test]
-fn an_sql_step_runs_exactly_once_even_when_its_runner_is_killed() {
-    let url = fresh_database("pgw_bg_sql");
-    let mut db = connect(&url);
-    db.batch_execute(
-        r#"CREATE TABLE effects (n int);
-           CREATE FUNCTION slow_effect(input jsonb) RETURNS int LANGUAGE sql AS $$
-               INSERT INTO effects VALUES ((input->'input'->>'n')::int);
-               SELECT pg_sleep(2);
-               SELECT count(*)::int FROM effects;
-           $$;
-           SELECT workflow_define('effectful', '{"steps": [{"name": "apply", "sql": "SELECT slow_effect($1)"}]}');"#,
-    )
-    .unwrap();
-    let id: String = db.query_one(r#"SELECT workflow_start('effectful', '{"n": 7}')::text"#, &[]).unwrap().get(0);
+/// The pid of this database's sql runner while it sleeps inside a step.
+fn runner_sleeping_in_a_step(db: &mut Client) -> i32 {
     wait_for(
-        &mut db,
+        db,
         "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner' \
          AND datname = current_database() AND wait_event = 'PgSleep')",
         "the runner to start the step",
     );
-    let killed: bool = db
-        // This database's runner only: another test's may still be finishing a step.
-        .query_one(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE backend_type = 'pg_workflow sql runner' AND datname = current_database()",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert!(killed);
+    db.query_one(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner' \
+         AND datname = current_database() AND wait_event = 'PgSleep'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// An sql step that records which process ran it, and sleeps for `first_sleep` seconds
+/// the first time it runs only (a sequence counts runs across rollbacks).
+fn define_slow_effect(db: &mut Client, first_sleep: u32) {
+    db.batch_execute(&format!(
+        r#"CREATE TABLE effects (n int, pid int);
+           CREATE SEQUENCE runs;
+           CREATE FUNCTION slow_effect(input jsonb) RETURNS int LANGUAGE plpgsql AS $$
+           BEGIN
+               INSERT INTO effects VALUES ((input->'input'->>'n')::int, pg_backend_pid());
+               IF nextval('runs') = 1 THEN PERFORM pg_sleep({first_sleep}); END IF;
+               RETURN (SELECT count(*) FROM effects);
+           END $$;
+           SELECT workflow_define('effectful', '{{"steps": [{{"name": "apply", "sql": "SELECT slow_effect($1)"}}]}}');"#
+    ))
+    .unwrap();
+}
+
+#[test]
+fn an_sql_step_runs_exactly_once_even_when_its_runner_is_killed_mid_statement() {
+    let url = fresh_database("pgw_bg_sql");
+    let mut db = connect(&url);
+    define_slow_effect(&mut db, 60);
+    let started: String = db.query_one("SELECT pg_postmaster_start_time()::text", &[]).unwrap().get(0);
+    let id: String = db.query_one(r#"SELECT workflow_start('effectful', '{"n": 7}')::text"#, &[]).unwrap().get(0);
+    let killed = runner_sleeping_in_a_step(&mut db);
+    let terminated: bool = db.query_one("SELECT pg_terminate_backend($1)", &[&killed]).unwrap().get(0);
+    assert!(terminated);
+    // SIGTERM interrupts the running statement: the runner is gone long before its
+    // 60-second sleep would have ended.
+    wait_for(
+        &mut db,
+        &format!("SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = {killed})"),
+        "the terminated runner to exit mid-statement",
+    );
+    wait_for(&mut db, &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{id}'"), "completion");
+    let rows = db.query("SELECT n, pid FROM effects", &[]).unwrap();
+    assert_eq!(rows.len(), 1, "the killed run's effect was rolled back with it, the step applied once");
+    let (n, pid): (i32, i32) = (rows[0].get(0), rows[0].get(1));
+    assert_eq!(n, 7);
+    assert_ne!(pid, killed, "a new runner applied the step, not the one that was terminated");
+    let runs: i64 = db.query_one("SELECT last_value FROM runs", &[]).unwrap().get(0);
+    assert_eq!(runs, 2, "the step ran twice: interrupted, then whole");
+    let output: String = db.query_one("SELECT output::text FROM workflow_activity", &[]).unwrap().get(0);
+    assert_eq!(output, "1");
+    let now: String = db.query_one("SELECT pg_postmaster_start_time()::text", &[]).unwrap().get(0);
+    assert_eq!(now, started, "a runner's FATAL exit is no crash of the server");
+}
+
+#[test]
+fn a_fast_shutdown_interrupts_a_running_sql_step() {
+    let Ok(pgdata) = std::env::var("PGWORKFLOW_TEST_PGDATA") else {
+        panic!("PGWORKFLOW_TEST_PGDATA is not set; run through `make test`");
+    };
+    let url = fresh_database("pgw_bg_sql_stop");
+    let mut db = connect(&url);
+    // Without the interrupt, the stop would wait out the step and pg_ctl would give up
+    // after its 60 seconds.
+    define_slow_effect(&mut db, 600);
+    let id: String = db.query_one(r#"SELECT workflow_start('effectful', '{"n": 1}')::text"#, &[]).unwrap().get(0);
+    runner_sleeping_in_a_step(&mut db);
+    drop(db);
+    let status = std::process::Command::new("scripts/cluster.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR").to_owned() + "/../..")
+        .args(["restart", &pgdata])
+        .status()
+        .unwrap();
+    assert!(status.success(), "the fast shutdown did not finish while a step was running");
+    let mut db = connect(&url);
     wait_for(&mut db, &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{id}'"), "completion");
     let effects: i64 = db.query_one("SELECT count(*) FROM effects", &[]).unwrap().get(0);
-    assert_eq!(effects, 1, "the killed run's effect was rolled back with it");
-    let row = db.query_one("SELECT output::text, attempt FROM workflow_activity", &[]).unwrap();
-    assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), ("1".to_owned(), 1));
+    assert_eq!(effects, 1, "the interrupted run left nothing behind");
 }
 
 #[test]
