@@ -54,40 +54,44 @@ static SET_DUE: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_activity SET scheduled_at = $2 WHERE id = $1",
     args: &[UUIDOID, TIMESTAMPTZOID],
 };
+// Inserts items of the map `$2` of execution `$1` (its source output is `$3`) from the
+// rows `item(value, ord)` that `$items` lists (1-based ordinals): each one's input is the
+// map's input with `item` and `index` instead of the source array.
+macro_rules! insert_map_items {
+    ($items:literal) => {
+        concat!(
+            "INSERT INTO @extschema@.workflow_activity \
+               (id, execution_id, step_key, kind, activity_type, queue, status, input, max_attempts, retry, priority, \
+                start_to_close, heartbeat_timeout, expires_at) \
+             SELECT @extschema@.workflow_uuidv7(), agg.execution_id, agg.step_key || '[' || (item.ord - 1) || ']', \
+                    agg.kind, agg.activity_type, agg.queue, 'scheduled', \
+                    (agg.input - $3) || jsonb_build_object('item', item.value, 'index', item.ord - 1), \
+                    agg.max_attempts, agg.retry, agg.priority, agg.start_to_close, agg.heartbeat_timeout, agg.expires_at \
+             FROM @extschema@.workflow_activity agg CROSS JOIN LATERAL ",
+            $items,
+            " WHERE agg.execution_id = $1 AND agg.step_key = $2 \
+             ON CONFLICT (execution_id, step_key) DO NOTHING \
+             RETURNING queue"
+        )
+    };
+}
+// Items ($4, $5].
 static MAP_ITEMS: Statement = Statement {
-    sql: "INSERT INTO @extschema@.workflow_activity \
-            (id, execution_id, step_key, kind, activity_type, queue, status, input, max_attempts, retry, priority, \
-             start_to_close, heartbeat_timeout, expires_at) \
-          SELECT @extschema@.workflow_uuidv7(), agg.execution_id, agg.step_key || '[' || (item.ord - 1) || ']', \
-                 agg.kind, agg.activity_type, agg.queue, 'scheduled', \
-                 (agg.input - $3) || jsonb_build_object('item', item.value, 'index', item.ord - 1), \
-                 agg.max_attempts, agg.retry, agg.priority, agg.start_to_close, agg.heartbeat_timeout, agg.expires_at \
-          FROM @extschema@.workflow_activity agg \
-          CROSS JOIN LATERAL jsonb_array_elements(agg.input -> $3) WITH ORDINALITY AS item(value, ord) \
-          WHERE agg.execution_id = $1 AND agg.step_key = $2 AND item.ord > $4 AND item.ord <= $5 \
-          ON CONFLICT (execution_id, step_key) DO NOTHING \
-          RETURNING queue",
+    sql: insert_map_items!(
+        "(SELECT value, ord FROM jsonb_array_elements(agg.input -> $3) WITH ORDINALITY AS e(value, ord) \
+          WHERE ord > $4 AND ord <= $5) item"
+    ),
     args: &[UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID],
 };
-// The items of a map that are missing below its highest one, lowest first: after a
-// retry removed the ones that did not complete.
+// Up to $4 items that are missing below the highest one, lowest first: after a retry
+// removed the ones that did not complete.
 static MAP_FILL: Statement = Statement {
-    sql: "INSERT INTO @extschema@.workflow_activity \
-            (id, execution_id, step_key, kind, activity_type, queue, status, input, max_attempts, retry, priority, \
-             start_to_close, heartbeat_timeout, expires_at) \
-          SELECT @extschema@.workflow_uuidv7(), agg.execution_id, agg.step_key || '[' || (item.ord - 1) || ']', \
-                 agg.kind, agg.activity_type, agg.queue, 'scheduled', \
-                 (agg.input - $3) || jsonb_build_object('item', item.value, 'index', item.ord - 1), \
-                 agg.max_attempts, agg.retry, agg.priority, agg.start_to_close, agg.heartbeat_timeout, agg.expires_at \
-          FROM @extschema@.workflow_activity agg \
-          CROSS JOIN LATERAL ( \
-            SELECT value, ord FROM jsonb_array_elements(agg.input -> $3) WITH ORDINALITY AS e(value, ord) \
-            WHERE NOT EXISTS (SELECT FROM @extschema@.workflow_activity x \
-                              WHERE x.execution_id = $1 AND x.step_key = $2 || '[' || (e.ord - 1) || ']') \
-            ORDER BY ord LIMIT $4) item \
-          WHERE agg.execution_id = $1 AND agg.step_key = $2 \
-          ON CONFLICT (execution_id, step_key) DO NOTHING \
-          RETURNING queue",
+    sql: insert_map_items!(
+        "(SELECT value, ord FROM jsonb_array_elements(agg.input -> $3) WITH ORDINALITY AS e(value, ord) \
+          WHERE NOT EXISTS (SELECT FROM @extschema@.workflow_activity x \
+                            WHERE x.execution_id = $1 AND x.step_key = $2 || '[' || (e.ord - 1) || ']') \
+          ORDER BY ord LIMIT $4) item"
+    ),
     args: &[UUIDOID, TEXTOID, TEXTOID, INT8OID],
 };
 // How many items of a map exist, and how many of them completed.

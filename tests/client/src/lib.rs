@@ -18,6 +18,18 @@ pub fn fresh_database(name: &str) -> String {
     url
 }
 
+/// Runs `scripts/cluster.sh ACTION` on the test cluster (PGWORKFLOW_TEST_PGDATA):
+/// `restart` (fast shutdown, start) or `crash` (immediate shutdown, start).
+pub fn cluster(action: &str) {
+    let pgdata = std::env::var("PGWORKFLOW_TEST_PGDATA").expect("PGWORKFLOW_TEST_PGDATA is not set; run through `make test`");
+    let status = std::process::Command::new("scripts/cluster.sh")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .args([action, &pgdata])
+        .status()
+        .expect("run scripts/cluster.sh");
+    assert!(status.success(), "scripts/cluster.sh {action} failed");
+}
+
 pub fn connect(url: &str) -> Client {
     Client::connect(url, NoTls).expect("connect")
 }

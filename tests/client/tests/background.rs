@@ -2,7 +2,7 @@
 //! here. Waits are on conditions (a notification, a row) with generous bounds, never a
 //! fixed sleep; the bounds only keep a broken build from hanging CI.
 
-use pg_workflow_client_tests::{base_url, connect, fresh_database};
+use pg_workflow_client_tests::{base_url, cluster, connect, fresh_database};
 use fallible_iterator::FallibleIterator;
 use postgres::Client;
 use std::time::{Duration, Instant};
@@ -169,9 +169,6 @@ fn an_sql_step_runs_exactly_once_even_when_its_runner_is_killed_mid_statement() 
 
 #[test]
 fn a_fast_shutdown_interrupts_a_running_sql_step() {
-    let Ok(pgdata) = std::env::var("PGWORKFLOW_TEST_PGDATA") else {
-        panic!("PGWORKFLOW_TEST_PGDATA is not set; run through `make test`");
-    };
     let url = fresh_database("pgw_bg_sql_stop");
     let mut db = connect(&url);
     // Without the interrupt, the stop would wait out the step and pg_ctl would give up
@@ -180,12 +177,8 @@ fn a_fast_shutdown_interrupts_a_running_sql_step() {
     let id: String = db.query_one(r#"SELECT workflow_start('effectful', '{"n": 1}')::text"#, &[]).unwrap().get(0);
     runner_sleeping_in_a_step(&mut db);
     drop(db);
-    let status = std::process::Command::new("scripts/cluster.sh")
-        .current_dir(env!("CARGO_MANIFEST_DIR").to_owned() + "/../..")
-        .args(["restart", &pgdata])
-        .status()
-        .unwrap();
-    assert!(status.success(), "the fast shutdown did not finish while a step was running");
+    // Fails if the fast shutdown does not finish while the step runs.
+    cluster("restart");
     let mut db = connect(&url);
     wait_for(&mut db, &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{id}'"), "completion");
     let effects: i64 = db.query_one("SELECT count(*) FROM effects", &[]).unwrap().get(0);

@@ -5,7 +5,7 @@
 //! Afterwards every execution has finished, no completed step's result is lost, and
 //! no step was claimed again after its completion was accepted.
 
-use pg_workflow_client_tests::{connect, fresh_database, Rng};
+use pg_workflow_client_tests::{cluster, connect, fresh_database, Rng};
 use postgres::error::SqlState;
 use postgres::Client;
 use std::collections::HashMap;
@@ -79,9 +79,6 @@ fn try_connect(url: &str, deadline: Instant) -> Client {
 
 #[test]
 fn executions_survive_killed_workers_terminated_backends_and_a_crash_restart() {
-    let Ok(pgdata) = std::env::var("PGWORKFLOW_TEST_PGDATA") else {
-        panic!("PGWORKFLOW_TEST_PGDATA is not set; run through `make test`");
-    };
     let executions = executions();
     // One crash restart per 1,500 executions (at least two), one every four seconds.
     let max_restarts = (executions / 1500).max(2) as u64;
@@ -188,12 +185,7 @@ fn executions_survive_killed_workers_terminated_backends_and_a_crash_restart() {
         }
         let elapsed = start.elapsed().as_secs();
         if restarts < max_restarts && elapsed >= 2 + 4 * restarts {
-            let status = std::process::Command::new("scripts/cluster.sh")
-                .current_dir(env!("CARGO_MANIFEST_DIR").to_owned() + "/../..")
-                .args(["crash", &pgdata])
-                .status()
-                .unwrap();
-            assert!(status.success(), "crash restart failed");
+            cluster("crash");
             restarts += 1;
             observer = None;
             continue;
