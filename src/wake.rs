@@ -263,9 +263,11 @@ pub struct Drained {
     /// Events were lost to a full mailbox.
     pub overflowed: bool,
     pub timers_changed: bool,
+    /// A statement needs the database alone: the dispatcher must leave.
+    pub held: bool,
 }
 
-/// Takes every event of database `db`.
+/// Takes every event of database `db` (and says whether it is held, under the same lock).
 pub fn drain(db: u32) -> Drained {
     let mut mb = MAILBOX.exclusive();
     let mut taken = Vec::new();
@@ -285,7 +287,9 @@ pub fn drain(db: u32) -> Drained {
         overflowed = std::mem::take(&mut slot.overflowed);
         timers_changed = std::mem::take(&mut slot.timers_changed);
     }
-    Drained { events: taken, overflowed, timers_changed }
+    let now = now();
+    let held = mb.holds.iter().any(|h| h.db == db && h.until > now);
+    Drained { events: taken, overflowed, timers_changed, held }
 }
 
 /// Takes a slot for the dispatcher of `db` (this process); false if all are in use.

@@ -81,14 +81,14 @@ pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
     let mut told_outdated = false;
     loop {
         reload_if_asked();
-        if wake::is_held(db.to_u32()) {
+        let drained = wake::drain(db.to_u32());
+        if drained.held {
             // A statement needs this database to itself (DROP DATABASE, ...): leave, as a
             // backend of a database being dropped does, and let the launcher decide when
-            // to come back.
+            // to come back. (What was drained is for a database on its way out.)
             pgrx::log!("pg_workflow: dispatcher leaving: the database is being dropped, copied, renamed or moved");
             break;
         }
-        let drained = wake::drain(db.to_u32());
         let mut wake_in = max_sleep();
         if gucs::ENABLED.get() {
             if drained.timers_changed || Instant::now() >= next_pass {
