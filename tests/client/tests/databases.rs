@@ -48,6 +48,19 @@ fn connections_to_dropped(oids: &[u32]) -> Vec<String> {
         .collect()
 }
 
+/// An empty directory for a tablespace, beside the test cluster, owned by the server's user.
+fn tablespace_directory() -> String {
+    let pgdata = std::env::var("PGWORKFLOW_TEST_PGDATA").expect("PGWORKFLOW_TEST_PGDATA; run through `make test`");
+    let dir = format!("{pgdata}.tablespace");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // As root the cluster runs as `postgres` (scripts/cluster.sh): give it the directory.
+    let owner = std::fs::metadata(&pgdata).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap();
+    let group = std::fs::metadata(&pgdata).map(|m| std::os::unix::fs::MetadataExt::gid(&m)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(owner), Some(group)).unwrap();
+    dir
+}
+
 #[test]
 fn a_hundred_databases_created_and_dropped_leave_dispatcher_slots_for_the_next() {
     let mut admin = admin();
@@ -99,6 +112,13 @@ fn a_database_with_a_dispatcher_can_be_copied_and_renamed_and_gets_it_back() {
     admin.batch_execute("DROP DATABASE IF EXISTS pgw_renamed WITH (FORCE)").unwrap();
     admin.batch_execute("ALTER DATABASE pgw_template RENAME TO pgw_renamed").unwrap();
     wait_for(&mut admin, &dispatcher_in("pgw_renamed"), "the renamed database's dispatcher");
+    // Moving it to another tablespace needs it alone too.
+    let location = tablespace_directory();
+    admin.batch_execute("DROP TABLESPACE IF EXISTS pgw_elsewhere").unwrap();
+    admin.batch_execute(&format!("CREATE TABLESPACE pgw_elsewhere LOCATION '{location}'")).unwrap();
+    admin.batch_execute("ALTER DATABASE pgw_renamed SET TABLESPACE pgw_elsewhere").unwrap();
+    wait_for(&mut admin, &dispatcher_in("pgw_renamed"), "the moved database's dispatcher");
     admin.batch_execute("DROP DATABASE pgw_copy").unwrap();
     admin.batch_execute("DROP DATABASE pgw_renamed").unwrap();
+    admin.batch_execute("DROP TABLESPACE pgw_elsewhere").unwrap();
 }
