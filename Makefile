@@ -3,7 +3,7 @@
 #               with pg_workflow preloaded and run a demo workflow end to end
 #   make test   install what is missing and run every test
 
-.PHONY: run test soak bench bench-long deps install stop clean
+.PHONY: run test lint soak bench bench-long deps install stop clean
 
 run: deps
 	scripts/install.sh
@@ -11,6 +11,10 @@ run: deps
 
 test:
 	scripts/test.sh
+
+# The formatting and lint gates alone (make test runs them first).
+lint:
+	scripts/lint.sh
 
 # make test with a long crash test: 30,000 executions, up to 20 crash restarts (about 2 minutes).
 soak:

@@ -54,14 +54,22 @@ fn define_versions_only_on_change() {
     assert_eq!(one::<i32>(&format!("SELECT workflow_define('doc', '{changed}')")), 2);
 }
 
-#[pg_test(error = "invalid definition of workflow \"bad\": step \"b\": depends on \"zz\", which is not a step of this workflow")]
+#[pg_test(
+    error = "invalid definition of workflow \"bad\": step \"b\": depends on \"zz\", which is not a step of this workflow"
+)]
 fn define_rejects_unknown_dependency() {
-    run(r#"SELECT workflow_define('bad', '{"steps": [{"name": "a", "activity": "x"}, {"name": "b", "activity": "y", "depends_on": ["zz"]}]}')"#);
+    run(
+        r#"SELECT workflow_define('bad', '{"steps": [{"name": "a", "activity": "x"}, {"name": "b", "activity": "y", "depends_on": ["zz"]}]}')"#,
+    );
 }
 
-#[pg_test(error = "invalid definition of workflow \"bad\": step \"a\": depends_on forms a cycle among steps a, b; remove one of those dependencies")]
+#[pg_test(
+    error = "invalid definition of workflow \"bad\": step \"a\": depends_on forms a cycle among steps a, b; remove one of those dependencies"
+)]
 fn define_rejects_cycles() {
-    run(r#"SELECT workflow_define('bad', '{"steps": [{"name": "a", "activity": "x", "depends_on": ["b"]}, {"name": "b", "activity": "y", "depends_on": ["a"]}]}')"#);
+    run(
+        r#"SELECT workflow_define('bad', '{"steps": [{"name": "a", "activity": "x", "depends_on": ["b"]}, {"name": "b", "activity": "y", "depends_on": ["a"]}]}')"#,
+    );
 }
 
 #[pg_test(error = "name must not be NULL; pass the workflow's name")]
@@ -251,7 +259,8 @@ fn claim_orders_by_priority_then_age_and_filters_types() {
     let first = one::<String>("SELECT activity_type FROM workflow_claim('default', 'w')");
     assert_eq!(first, "fast");
     one::<Uuid>("SELECT workflow_start('high')");
-    let only_slow = one::<String>("SELECT activity_type FROM workflow_claim('default', 'w', 5, '1 minute', ARRAY['slow'])");
+    let only_slow =
+        one::<String>("SELECT activity_type FROM workflow_claim('default', 'w', 5, '1 minute', ARRAY['slow'])");
     assert_eq!(only_slow, "slow");
     let other_queue = Spi::get_one::<i64>("SELECT count(*) FROM workflow_claim('io', 'w', 5)").unwrap().unwrap();
     assert_eq!(other_queue, 0);
@@ -282,7 +291,11 @@ fn status_lists_steps_not_started_yet() {
         .collect();
     assert_eq!(
         summary,
-        vec![("fetch".into(), "scheduled".into()), ("chunk".into(), "pending".into()), ("store".into(), "pending".into())]
+        vec![
+            ("fetch".into(), "scheduled".into()),
+            ("chunk".into(), "pending".into()),
+            ("store".into(), "pending".into())
+        ]
     );
 }
 
@@ -312,11 +325,17 @@ fn complete_activities_finishes_a_batch_in_one_call() {
         list(&ids)
     ));
     assert_eq!(result, vec![true, true, true]);
-    assert_eq!(one::<i64>("SELECT count(*) FROM workflow_activity WHERE step_key = 'chunk' AND status = 'scheduled'"), 3);
+    assert_eq!(
+        one::<i64>("SELECT count(*) FROM workflow_activity WHERE step_key = 'chunk' AND status = 'scheduled'"),
+        3
+    );
     let again = one::<Vec<bool>>(&format!("SELECT workflow_complete_activities(ARRAY[{}]::uuid[])", list(&ids[..1])));
     assert_eq!(again, vec![false], "repeating is a no-op");
     assert_eq!(
-        sqlstate_of(&format!("SELECT workflow_complete_activities(ARRAY[{}]::uuid[], ARRAY['1']::jsonb[])", list(&ids))),
+        sqlstate_of(&format!(
+            "SELECT workflow_complete_activities(ARRAY[{}]::uuid[], ARRAY['1']::jsonb[])",
+            list(&ids)
+        )),
         Some(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE),
         "outputs must match activity_ids"
     );

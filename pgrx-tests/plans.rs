@@ -49,7 +49,9 @@ fn exercise_the_engine() {
                 run(&format!("SELECT workflow_fail_activity('{id}', '\"flaky\"', {attempt})"));
                 run(&format!("UPDATE workflow_activity SET scheduled_at = now() - interval '1s' WHERE id = '{id}'"));
             } else if key == "split" {
-                run(&format!("SELECT workflow_complete_activities(ARRAY['{id}']::uuid[], ARRAY['[1, 2, 3]']::jsonb[])"));
+                run(&format!(
+                    "SELECT workflow_complete_activities(ARRAY['{id}']::uuid[], ARRAY['[1, 2, 3]']::jsonb[])"
+                ));
             } else {
                 run(&format!("SELECT workflow_complete_activity('{id}', '1', {attempt})"));
             }

@@ -54,7 +54,9 @@ fn a_parents_retry_resumes_its_failed_child_and_keeps_the_childs_completed_steps
     assert_eq!(step_status(&mom, "spawn"), "completed");
     complete(&activity_id(&mom, "after"), "null");
     assert_eq!(exec_status(&mom), "completed");
-    let spawn = one::<JsonB>(&format!("SELECT output FROM workflow_activity WHERE execution_id = '{mom}' AND step_key = 'spawn'"));
+    let spawn = one::<JsonB>(&format!(
+        "SELECT output FROM workflow_activity WHERE execution_id = '{mom}' AND step_key = 'spawn'"
+    ));
     assert_eq!(spawn.0, json!({"c2": "two"}));
 }
 
@@ -78,7 +80,10 @@ fn a_parents_retry_resumes_its_cancelled_child() {
 #[pg_test]
 fn a_parents_retry_never_starts_a_second_child_for_the_same_step() {
     define("kid", r#"{"steps": [{"name": "c1", "activity": "kid.c1"}]}"#);
-    define("mom", r#"{"steps": [{"name": "spawn", "workflow": "kid"}, {"name": "side", "activity": "side", "retry": {"max_attempts": 1}}]}"#);
+    define(
+        "mom",
+        r#"{"steps": [{"name": "spawn", "workflow": "kid"}, {"name": "side", "activity": "side", "retry": {"max_attempts": 1}}]}"#,
+    );
     let mom = one::<Uuid>("SELECT workflow_start('mom')");
     let kid = child_of(&mom);
     // Another step fails the parent while the child runs: the child is cancelled.
@@ -132,7 +137,9 @@ fn starting_an_undefined_type_is_an_error() {
     run("SELECT workflow_start('extraction_pipline')");
 }
 
-#[pg_test(error = "options.client_driven: workflow type \"declared\" is declared (workflow_define), so its definition drives it; use another type name for a client-driven execution")]
+#[pg_test(
+    error = "options.client_driven: workflow type \"declared\" is declared (workflow_define), so its definition drives it; use another type name for a client-driven execution"
+)]
 fn a_declared_type_cannot_be_started_client_driven() {
     define("declared", r#"{"steps": [{"name": "a", "activity": "t"}]}"#);
     run(r#"SELECT workflow_start('declared', '{}', NULL, '{"client_driven": true}')"#);
@@ -166,7 +173,11 @@ fn compensation_runs_on_the_compensated_steps_queue_or_the_one_it_names() {
     complete(&activity_id(&id, "fetch"), "1");
     complete(&activity_id(&id, "store"), "2");
     run(&format!("SELECT workflow_fail_activity('{}', '\"declined\"')", activity_id(&id, "charge")));
-    let queue = |key: &str| one::<String>(&format!("SELECT queue FROM workflow_activity WHERE execution_id = '{id}' AND step_key = '{key}'"));
+    let queue = |key: &str| {
+        one::<String>(&format!(
+            "SELECT queue FROM workflow_activity WHERE execution_id = '{id}' AND step_key = '{key}'"
+        ))
+    };
     assert_eq!(queue("compensate:store"), "cleanup", "the queue the entry names");
     complete(&activity_id(&id, "compensate:store"), "null");
     assert_eq!(queue("compensate:fetch"), "io", "else the compensated step's own queue");
@@ -207,7 +218,8 @@ fn after_compensation_a_retry_reruns_what_it_undid_and_keeps_the_rest() {
     let _ = note;
     assert_eq!(claimable_types(), vec!["book"], "the undone step runs again, and what follows it after it");
     complete(&activity_id(&id, "book"), "\"B2\"");
-    let note_input = one::<JsonB>(&format!("SELECT input FROM workflow_activity WHERE execution_id = '{id}' AND step_key = 'note'"));
+    let note_input =
+        one::<JsonB>(&format!("SELECT input FROM workflow_activity WHERE execution_id = '{id}' AND step_key = 'note'"));
     assert_eq!(note_input.0["book"], json!("B2"), "note runs again on the new booking");
 }
 
@@ -244,7 +256,8 @@ fn a_child_whose_step_compensation_undid_runs_again_as_a_new_child() {
     run(&format!("SELECT workflow_fail_activity('{}', '\"declined\"')", activity_id(&mom, "pay")));
     complete(&activity_id(&mom, "compensate:spawn"), "null");
     assert!(one::<bool>(&format!("SELECT workflow_retry('{mom}')")));
-    let second = one::<Uuid>(&format!("SELECT id FROM workflow_execution WHERE parent_id = '{mom}' AND status = 'running'"));
+    let second =
+        one::<Uuid>(&format!("SELECT id FROM workflow_execution WHERE parent_id = '{mom}' AND status = 'running'"));
     assert_ne!(first, second, "the undone child's step starts a new child");
     assert_eq!(exec_status(&first), "completed", "the old child keeps its history");
 }

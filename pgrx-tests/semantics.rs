@@ -11,7 +11,9 @@ fn activity_id(execution: &Uuid, key: &str) -> Uuid {
 }
 
 fn step_status(execution: &Uuid, key: &str) -> String {
-    one::<String>(&format!("SELECT status FROM workflow_activity WHERE execution_id = '{execution}' AND step_key = '{key}'"))
+    one::<String>(&format!(
+        "SELECT status FROM workflow_activity WHERE execution_id = '{execution}' AND step_key = '{key}'"
+    ))
 }
 
 fn make_due(execution: &Uuid, key: &str) {
@@ -26,7 +28,10 @@ fn output(execution: &Uuid) -> Value {
 
 #[pg_test]
 fn a_signal_sent_before_the_wait_is_kept_and_consumed() {
-    define("approval", r#"{"steps": [{"name": "draft", "activity": "t"}, {"name": "approve", "wait_signal": "approved", "depends_on": ["draft"]}]}"#);
+    define(
+        "approval",
+        r#"{"steps": [{"name": "draft", "activity": "t"}, {"name": "approve", "wait_signal": "approved", "depends_on": ["draft"]}]}"#,
+    );
     let id = one::<Uuid>("SELECT workflow_start('approval')");
     run(&format!("SELECT workflow_signal('{id}', 'approved', '{{\"by\": \"ann\"}}')"));
     complete(&activity_id(&id, "draft"), "1");
@@ -48,7 +53,8 @@ fn a_signal_sent_after_the_wait_completes_it() {
     assert_eq!(step_status(&id, "approve"), "waiting", "another name does not wake it");
     run(&format!("SELECT workflow_signal('{id}', 'approved', '\"yes\"')"));
     assert_eq!(step_status(&id, "approve"), "completed");
-    let input = one::<JsonB>(&format!("SELECT input FROM workflow_activity WHERE id = '{}'", activity_id(&id, "publish"))).0;
+    let input =
+        one::<JsonB>(&format!("SELECT input FROM workflow_activity WHERE id = '{}'", activity_id(&id, "publish"))).0;
     assert_eq!(input["approve"], json!("yes"));
 }
 
@@ -87,9 +93,14 @@ fn a_signal_wait_times_out_as_a_failure() {
 
 #[pg_test]
 fn sleeps_complete_when_due() {
-    define("nap", r#"{"steps": [{"name": "pause", "sleep": "1 hour"}, {"name": "after", "activity": "t", "depends_on": ["pause"]}]}"#);
+    define(
+        "nap",
+        r#"{"steps": [{"name": "pause", "sleep": "1 hour"}, {"name": "after", "activity": "t", "depends_on": ["pause"]}]}"#,
+    );
     let id = one::<Uuid>("SELECT workflow_start('nap')");
-    assert!(one::<bool>("SELECT scheduled_at = now() + interval '1 hour' AND status = 'waiting' FROM workflow_activity"));
+    assert!(one::<bool>(
+        "SELECT scheduled_at = now() + interval '1 hour' AND status = 'waiting' FROM workflow_activity"
+    ));
     assert_eq!(one::<i32>("SELECT workflow_dispatch()"), 0);
     make_due(&id, "pause");
     assert_eq!(one::<i32>("SELECT workflow_dispatch()"), 1);
@@ -111,7 +122,7 @@ fn sleep_until_reads_a_timestamp_from_the_input() {
 
 /// What the dispatcher asks after every pass: how long until something is due.
 fn next_due() -> Option<i64> {
-    Spi::connect_mut(|c| crate::engine::dispatch::next_due(c)).expect("next_due failed")
+    Spi::connect_mut(crate::engine::dispatch::next_due).expect("next_due failed")
 }
 
 #[pg_test]
@@ -177,11 +188,18 @@ fn map_over_a_thousand_items_keeps_input_order() {
 
 #[pg_test]
 fn map_max_concurrency_bounds_open_items() {
-    define("bounded", r#"{"steps": [{"name": "src", "activity": "s"},
-        {"name": "each", "activity": "e", "depends_on": ["src"], "map": "src", "max_concurrency": 2}]}"#);
+    define(
+        "bounded",
+        r#"{"steps": [{"name": "src", "activity": "s"},
+        {"name": "each", "activity": "e", "depends_on": ["src"], "map": "src", "max_concurrency": 2}]}"#,
+    );
     let id = one::<Uuid>("SELECT workflow_start('bounded')");
     complete(&activity_id(&id, "src"), "[10, 20, 30, 40, 50]");
-    let open = || one::<i64>("SELECT count(*) FROM workflow_activity WHERE starts_with(step_key, 'each[') AND status = 'scheduled'");
+    let open = || {
+        one::<i64>(
+            "SELECT count(*) FROM workflow_activity WHERE starts_with(step_key, 'each[') AND status = 'scheduled'",
+        )
+    };
     assert_eq!(open(), 2);
     for n in 0..5 {
         assert!(open() <= 2);
@@ -200,13 +218,24 @@ fn map_over_a_non_array_fails_the_step() {
 #[pg_test]
 fn a_child_workflow_completes_its_parent_step() {
     define("kid", r#"{"steps": [{"name": "work", "activity": "kid.work"}]}"#);
-    define("parent", r#"{"steps": [{"name": "spawn", "workflow": "kid"}, {"name": "after", "activity": "t", "depends_on": ["spawn"]}]}"#);
+    define(
+        "parent",
+        r#"{"steps": [{"name": "spawn", "workflow": "kid"}, {"name": "after", "activity": "t", "depends_on": ["spawn"]}]}"#,
+    );
     let parent = one::<Uuid>(r#"SELECT workflow_start('parent', '{"p": 1}')"#);
-    let child = one::<Uuid>(&format!("SELECT id FROM workflow_execution WHERE parent_id = '{parent}' AND parent_step = 'spawn'"));
-    assert_eq!(one::<JsonB>(&format!("SELECT input FROM workflow_execution WHERE id = '{child}'")).0, json!({"input": {"p": 1}}));
+    let child = one::<Uuid>(&format!(
+        "SELECT id FROM workflow_execution WHERE parent_id = '{parent}' AND parent_step = 'spawn'"
+    ));
+    assert_eq!(
+        one::<JsonB>(&format!("SELECT input FROM workflow_execution WHERE id = '{child}'")).0,
+        json!({"input": {"p": 1}})
+    );
     complete(&activity_id(&child, "work"), "42");
     assert_eq!(exec_status(&child), "completed");
-    assert_eq!(one::<JsonB>(&format!("SELECT output FROM workflow_activity WHERE id = '{}'", activity_id(&parent, "spawn"))).0, json!({"work": 42}));
+    assert_eq!(
+        one::<JsonB>(&format!("SELECT output FROM workflow_activity WHERE id = '{}'", activity_id(&parent, "spawn"))).0,
+        json!({"work": 42})
+    );
     assert_eq!(step_status(&parent, "after"), "scheduled");
 }
 
@@ -239,10 +268,13 @@ fn cancel_stops_steps_and_cascades_to_children() {
 
 #[pg_test]
 fn compensation_runs_newest_first_after_a_failure() {
-    define("saga", r#"{"steps": [{"name": "book_flight", "activity": "t"},
+    define(
+        "saga",
+        r#"{"steps": [{"name": "book_flight", "activity": "t"},
         {"name": "book_hotel", "activity": "t", "depends_on": ["book_flight"]},
         {"name": "charge", "activity": "t", "depends_on": ["book_hotel"]}],
-        "compensate": {"book_flight": "cancel_flight", "book_hotel": "cancel_hotel"}}"#);
+        "compensate": {"book_flight": "cancel_flight", "book_hotel": "cancel_hotel"}}"#,
+    );
     let id = one::<Uuid>("SELECT workflow_start('saga')");
     complete(&activity_id(&id, "book_flight"), "\"F1\"");
     complete(&activity_id(&id, "book_hotel"), "\"H1\"");
@@ -263,9 +295,12 @@ fn compensation_runs_newest_first_after_a_failure() {
 
 #[pg_test]
 fn retry_resumes_only_what_did_not_complete() {
-    define("branches", r#"{"steps": [{"name": "a", "activity": "t"},
+    define(
+        "branches",
+        r#"{"steps": [{"name": "a", "activity": "t"},
         {"name": "b", "activity": "t", "depends_on": ["a"]}, {"name": "c", "activity": "t", "depends_on": ["a"]},
-        {"name": "d", "activity": "t", "depends_on": ["b", "c"]}]}"#);
+        {"name": "d", "activity": "t", "depends_on": ["b", "c"]}]}"#,
+    );
     let id = one::<Uuid>("SELECT workflow_start('branches')");
     let a = activity_id(&id, "a");
     complete(&a, "\"A\"");
@@ -280,14 +315,19 @@ fn retry_resumes_only_what_did_not_complete() {
     complete(&activity_id(&id, "b"), "\"B\"");
     complete(&activity_id(&id, "d"), "\"D\"");
     assert_eq!(exec_status(&id), "completed");
-    assert!(!one::<bool>(&format!("SELECT workflow_retry(workflow_start('branches'))")), "a running execution has nothing to resume");
+    assert!(
+        !one::<bool>("SELECT workflow_retry(workflow_start('branches'))"),
+        "a running execution has nothing to resume"
+    );
 }
 
 #[pg_test]
 fn workflow_timeout_fails_the_execution() {
     define("slow", r#"{"steps": [{"name": "a", "activity": "t"}], "timeout": "1 hour"}"#);
     let id = one::<Uuid>("SELECT workflow_start('slow')");
-    assert!(one::<bool>(&format!("SELECT deadline = now() + interval '1 hour' FROM workflow_execution WHERE id = '{id}'")));
+    assert!(one::<bool>(&format!(
+        "SELECT deadline = now() + interval '1 hour' FROM workflow_execution WHERE id = '{id}'"
+    )));
     run(&format!("UPDATE workflow_execution SET deadline = now() - interval '1 second' WHERE id = '{id}'"));
     assert_eq!(one::<i32>("SELECT workflow_dispatch()"), 1);
     assert_eq!(exec_status(&id), "failed");
@@ -296,10 +336,16 @@ fn workflow_timeout_fails_the_execution() {
 
 #[pg_test]
 fn step_timeouts_bound_the_lease() {
-    define("timed", r#"{"steps": [{"name": "a", "activity": "t", "timeout": "30s", "heartbeat_timeout": "10s", "schedule_to_close": "1h"}]}"#);
+    define(
+        "timed",
+        r#"{"steps": [{"name": "a", "activity": "t", "timeout": "30s", "heartbeat_timeout": "10s", "schedule_to_close": "1h"}]}"#,
+    );
     let id = one::<Uuid>("SELECT workflow_start('timed')");
     let act = one::<Uuid>("SELECT activity_id FROM workflow_claim('default', 'w', 1, '5 minutes')");
-    assert!(one::<bool>("SELECT lease_expires_at = now() + interval '10 seconds' FROM workflow_activity"), "heartbeat timeout is the shortest");
+    assert!(
+        one::<bool>("SELECT lease_expires_at = now() + interval '10 seconds' FROM workflow_activity"),
+        "heartbeat timeout is the shortest"
+    );
     run(&format!("UPDATE workflow_activity SET expires_at = now() - interval '1 second' WHERE id = '{act}'"));
     assert_eq!(one::<i32>("SELECT workflow_dispatch()"), 1);
     assert_eq!(exec_status(&id), "failed", "schedule_to_close is final");
@@ -309,16 +355,25 @@ fn step_timeouts_bound_the_lease() {
 fn a_client_driven_execution_replays_to_the_same_activities() {
     let id = one::<Uuid>(r#"SELECT workflow_start('my_sdk_flow', '{"x": 1}', NULL, '{"client_driven": true}')"#);
     assert!(one::<bool>(&format!("SELECT definition_version IS NULL FROM workflow_execution WHERE id = '{id}'")));
-    let first = one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'fetch', 'http.fetch', '{{\"u\": 1}}')"));
-    let replay = one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'fetch', 'http.fetch', '{{\"u\": 1}}')"));
+    let first =
+        one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'fetch', 'http.fetch', '{{\"u\": 1}}')"));
+    let replay =
+        one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'fetch', 'http.fetch', '{{\"u\": 1}}')"));
     assert_eq!(first, replay);
     complete(&first, "\"page\"");
-    assert!(one::<bool>(&format!("SELECT ready_at IS NOT NULL AND status = 'running' FROM workflow_execution WHERE id = '{id}'")));
+    assert!(one::<bool>(&format!(
+        "SELECT ready_at IS NOT NULL AND status = 'running' FROM workflow_execution WHERE id = '{id}'"
+    )));
     let again = one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'fetch', 'http.fetch')"));
     assert_eq!(again, first, "a replay after completion returns the done activity");
     assert_eq!(one::<JsonB>(&format!("SELECT output FROM workflow_activity WHERE id = '{again}'")).0, json!("page"));
-    let wait = one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'approval', NULL, '{{}}', '{{\"wait_signal\": \"go\"}}')"));
-    assert!(one::<bool>(&format!("SELECT ready_at IS NULL FROM workflow_execution WHERE id = '{id}'")), "the client acted");
+    let wait = one::<Uuid>(&format!(
+        "SELECT workflow_schedule_activity('{id}', 'approval', NULL, '{{}}', '{{\"wait_signal\": \"go\"}}')"
+    ));
+    assert!(
+        one::<bool>(&format!("SELECT ready_at IS NULL FROM workflow_execution WHERE id = '{id}'")),
+        "the client acted"
+    );
     run(&format!("SELECT workflow_signal('{id}', 'go', '\"ok\"')"));
     assert_eq!(one::<String>(&format!("SELECT status FROM workflow_activity WHERE id = '{wait}'")), "completed");
     assert!(one::<bool>(&format!("SELECT workflow_complete('{id}', '{{\"done\": true}}')")));
@@ -329,9 +384,13 @@ fn a_client_driven_execution_replays_to_the_same_activities() {
 #[pg_test]
 fn a_client_driven_activity_failure_wakes_the_client_instead_of_failing() {
     let id = one::<Uuid>(r#"SELECT workflow_start('my_sdk_flow', '{}', NULL, '{"client_driven": true}')"#);
-    let act = one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'x', 't', '{{}}', '{{\"retry\": {{\"max_attempts\": 1}}}}')"));
+    let act = one::<Uuid>(&format!(
+        "SELECT workflow_schedule_activity('{id}', 'x', 't', '{{}}', '{{\"retry\": {{\"max_attempts\": 1}}}}')"
+    ));
     assert_eq!(one::<String>(&format!("SELECT workflow_fail_activity('{act}', '\"nope\"')")), "failed");
-    assert!(one::<bool>(&format!("SELECT status = 'running' AND ready_at IS NOT NULL FROM workflow_execution WHERE id = '{id}'")));
+    assert!(one::<bool>(&format!(
+        "SELECT status = 'running' AND ready_at IS NOT NULL FROM workflow_execution WHERE id = '{id}'"
+    )));
     assert!(one::<bool>(&format!("SELECT workflow_fail('{id}', '\"gave up\"')")));
     assert_eq!(status(&id)["error"], json!({"message": "gave up"}));
 }

@@ -19,6 +19,12 @@ if ! command -v cargo >/dev/null; then
     echo "cargo is missing: install Rust (https://rustup.rs) and run this again" >&2
     exit 1
 fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        echo "==> rustup component add $component"
+        rustup component add "$component"
+    fi
+done
 if ! cargo pgrx --version 2>/dev/null | grep -q "0.18.1"; then
     echo "==> installing cargo-pgrx 0.18.1 (takes a few minutes, once)"
     cargo install cargo-pgrx --version 0.18.1 --locked

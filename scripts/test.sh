@@ -4,9 +4,11 @@
 #   2. pg_regress files: the plain-SQL contract, against a throwaway cluster;
 #   3. client-level tests: several real connections against that cluster;
 #   4. the upgrade test: the previous release, updated to this one (tests/upgrade).
+# Before them, the gates: formatting (rustfmt.toml) and lints (clippy, warnings are errors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/lint.sh
 work=${PGWORKFLOW_TEST_DIR:-/tmp/pg_workflow-test}
 port=${PGWORKFLOW_TEST_PORT:-28816}
 mkdir -p "$work"

@@ -84,8 +84,10 @@ fn workflow_start(
     })
 }
 
-
 /// Claims up to max_count due activities of a queue (FOR UPDATE SKIP LOCKED).
+// pgrx reads the result's column names from the `name!` types in this signature; a type
+// alias would hide them from it.
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_claim(
     queue: Option<&str>,
@@ -114,7 +116,16 @@ fn workflow_claim(
         claim::claim(c, caller, Some(queue), Some(worker_id), Some(max_count), Some(lease), activity_types)
     });
     TableIterator::new(rows.into_iter().map(|r| {
-        (r.activity_id, r.execution_id, r.workflow_type, r.step_key, r.activity_type, r.input, r.attempt, r.lease_expires_at)
+        (
+            r.activity_id,
+            r.execution_id,
+            r.workflow_type,
+            r.step_key,
+            r.activity_type,
+            r.input,
+            r.attempt,
+            r.lease_expires_at,
+        )
     }))
 }
 
@@ -160,7 +171,11 @@ fn workflow_fail_activity(
 ) -> &'static str {
     call(|c, caller| {
         let id = self::activity_id(activity_id)?;
-        let error = required_json("error", error, "pass the error as JSON, such as '{\"type\": \"Timeout\", \"message\": \"...\"}'")?;
+        let error = required_json(
+            "error",
+            error,
+            "pass the error as JSON, such as '{\"type\": \"Timeout\", \"message\": \"...\"}'",
+        )?;
         let retryable = required("retryable", retryable, "pass true (retry by the step's policy) or false (fail now)")?;
         tenancy::check_activity(c, caller, Some(id))?;
         activity::fail(c, Some(id), Some(error), attempt, Some(retryable))
@@ -196,7 +211,8 @@ fn workflow_status(execution_id: Option<Uuid>) -> JsonB {
 fn workflow_dispatch(max_items: default!(Option<i32>, 1000)) -> i32 {
     call(|c, caller| {
         tenancy::require_unbound(caller, "workflow_dispatch")?;
-        let max_items = required("max_items", max_items, "pass how many items of each kind one pass may move, such as 1000")?;
+        let max_items =
+            required("max_items", max_items, "pass how many items of each kind one pass may move, such as 1000")?;
         dispatch::dispatch(c, Some(max_items))
     })
 }

@@ -17,7 +17,7 @@ pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024
 /// the GUC nest level it was set in ends.
 pub fn set_postgres_setting(
     name: &std::ffi::CStr,
-    value: *const std::ffi::c_char,
+    value: &std::ffi::CStr,
     context: pgrx::pg_sys::GucContext::Type,
     action: pgrx::pg_sys::GucAction::Type,
     on_failure: pgrx::PgLogLevel,
@@ -25,7 +25,7 @@ pub fn set_postgres_setting(
     unsafe {
         pgrx::pg_sys::set_config_option(
             name.as_ptr(),
-            value,
+            value.as_ptr(),
             context,
             pgrx::pg_sys::GucSource::PGC_S_SESSION,
             action,

@@ -7,8 +7,8 @@
 //! shared memory and all of this is a no-op: `workflow_dispatch()` polls instead.
 
 use pgrx::lwlock::PgLwLock;
-use pgrx::prelude::*;
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 use pgrx::shmem::PGRXSharedMemory;
 use pgrx::{register_xact_callback, PgXactCallbackEvent};
 use std::cell::RefCell;
@@ -41,7 +41,8 @@ pub struct Event {
 }
 
 impl Event {
-    const EMPTY: Event = Event { db: 0, kind: Kind::Empty, queue_len: 0, queue: [0; QUEUE_LEN], id: [0; 16], due_at: 0 };
+    const EMPTY: Event =
+        Event { db: 0, kind: Kind::Empty, queue_len: 0, queue: [0; QUEUE_LEN], id: [0; 16], due_at: 0 };
 
     pub fn queue(&self) -> &str {
         std::str::from_utf8(&self.queue[..self.queue_len as usize]).unwrap_or("default")
@@ -176,7 +177,9 @@ pub fn wake_at_commit() {
 fn post(kind: Kind, queue: &str, id: [u8; 16], due_at: i64) {
     at_commit(|p| {
         // Coalesce: one QueueReady per queue and due time per transaction.
-        if kind == Kind::QueueReady && p.events.iter().any(|e| e.kind == kind && e.queue() == queue && e.due_at == due_at) {
+        if kind == Kind::QueueReady
+            && p.events.iter().any(|e| e.kind == kind && e.queue() == queue && e.due_at == due_at)
+        {
             return;
         }
         let mut e = Event { db: my_database(), kind, id, due_at, ..Event::EMPTY };

@@ -224,7 +224,11 @@ impl<'a> postgres::types::FromSql<'a> for UuidBytes {
 }
 
 impl postgres::types::ToSql for UuidBytes {
-    fn to_sql(&self, _: &postgres::types::Type, out: &mut postgres::types::private::BytesMut) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _: &postgres::types::Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
         out.extend_from_slice(&self.0);
         Ok(postgres::types::IsNull::No)
     }
@@ -254,7 +258,8 @@ fn pickup_latency(url: &str, secs: u64) -> Vec<f64> {
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..4)
         .map(|w| {
-            let (url, started_at, latencies, stop) = (url.to_owned(), started_at.clone(), latencies.clone(), stop.clone());
+            let (url, started_at, latencies, stop) =
+                (url.to_owned(), started_at.clone(), latencies.clone(), stop.clone());
             thread::spawn(move || {
                 let mut db = connect(&url);
                 db.batch_execute("LISTEN workflow_activity_ready").unwrap();
@@ -263,7 +268,10 @@ fn pickup_latency(url: &str, secs: u64) -> Vec<f64> {
                     let _ = db.notifications().timeout_iter(Duration::from_millis(200)).next();
                     loop {
                         let rows = db
-                            .query("SELECT activity_id, execution_id, attempt FROM workflow_claim('ping', $1, 10)", &[&worker])
+                            .query(
+                                "SELECT activity_id, execution_id, attempt FROM workflow_claim('ping', $1, 10)",
+                                &[&worker],
+                            )
                             .unwrap();
                         let now = Instant::now();
                         if rows.is_empty() {
@@ -281,7 +289,8 @@ fn pickup_latency(url: &str, secs: u64) -> Vec<f64> {
                             latencies.lock().unwrap().push(now.saturating_duration_since(t0).as_secs_f64() * 1000.0);
                             let activity: UuidBytes = row.get(0);
                             let attempt: i32 = row.get(2);
-                            db.execute("SELECT workflow_complete_activity($1, 'null', $2)", &[&activity, &attempt]).unwrap();
+                            db.execute("SELECT workflow_complete_activity($1, 'null', $2)", &[&activity, &attempt])
+                                .unwrap();
                         }
                     }
                 }
@@ -350,7 +359,11 @@ fn long_run(base: &str, total: u64) {
             thread::spawn(move || {
                 let mut db = connect(&url);
                 let worker = format!("long-{w}");
-                let claim = db.prepare("SELECT activity_id, step_key, attempt FROM workflow_claim('default', $1, $2, '5 minutes')").unwrap();
+                let claim = db
+                    .prepare(
+                        "SELECT activity_id, step_key, attempt FROM workflow_claim('default', $1, $2, '5 minutes')",
+                    )
+                    .unwrap();
                 let complete = db
                     .prepare(
                         "SELECT workflow_complete_activities($1::uuid[], NULL, $2::int4[]), \
@@ -384,7 +397,10 @@ fn long_run(base: &str, total: u64) {
         })
         .collect();
     let mut db = connect(&url);
-    println!("{:>6} {:>12} {:>14} {:>16} {:>16} {:>12}", "tenth", "wf/s", "claim p50 ms", "dead activity", "dead execution", "size MB");
+    println!(
+        "{:>6} {:>12} {:>14} {:>16} {:>16} {:>12}",
+        "tenth", "wf/s", "claim p50 ms", "dead activity", "dead execution", "size MB"
+    );
     let mut last = (Instant::now(), 0u64);
     let mut rows = Vec::new();
     for d in 0..10u64 {
@@ -406,7 +422,15 @@ fn long_run(base: &str, total: u64) {
             )
             .unwrap();
         let (dead_a, dead_e, size): (i64, i64, i64) = (stats.get(0), stats.get(1), stats.get(2));
-        println!("{:>6} {:>12.0} {:>14.2} {:>16} {:>16} {:>12.1}", d + 1, rate, percentile(&lat, 0.5), dead_a, dead_e, size as f64 / 1e6);
+        println!(
+            "{:>6} {:>12.0} {:>14.2} {:>16} {:>16} {:>12.1}",
+            d + 1,
+            rate,
+            percentile(&lat, 0.5),
+            dead_a,
+            dead_e,
+            size as f64 / 1e6
+        );
         rows.push(json!({"tenth": d + 1, "workflows_per_s": rate, "claim_p50_ms": percentile(&lat, 0.5),
                          "dead_activity": dead_a, "dead_execution": dead_e, "size_bytes": size}));
     }
@@ -416,7 +440,11 @@ fn long_run(base: &str, total: u64) {
     let first = rows[0]["workflows_per_s"].as_f64().unwrap_or(0.0);
     let last = rows[9]["workflows_per_s"].as_f64().unwrap_or(0.0);
     println!("last tenth / first tenth throughput: {:.2}", last / first);
-    std::fs::write("bench/results-long.json", serde_json::to_string_pretty(&json!({"executions": total, "tenths": rows})).unwrap()).unwrap();
+    std::fs::write(
+        "bench/results-long.json",
+        serde_json::to_string_pretty(&json!({"executions": total, "tenths": rows})).unwrap(),
+    )
+    .unwrap();
     println!("results written to bench/results-long.json");
 }
 
@@ -426,21 +454,29 @@ fn main() {
     let secs: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
     let out = args.get(3).cloned().unwrap_or_else(|| "bench/results.json".into());
     if let Some(total) = std::env::var("PGWORKFLOW_BENCH_LONG").ok().and_then(|v| v.parse().ok()) {
-        println!("pg_workflow long run: {total} three-step executions, 4 workers, batches of 10, workflow.retention on");
+        println!(
+            "pg_workflow long run: {total} three-step executions, 4 workers, batches of 10, workflow.retention on"
+        );
         long_run(&base, total);
         return;
     }
     let mut results = Vec::new();
     println!("pg_workflow benchmark: {secs} s per run after {} s warm-up; each figure beside the ceiling of the same cycle on a plain table", WARMUP.as_secs());
     println!();
-    println!("{:<34} {:>7} {:>14} {:>14} {:>7} {:>12} {:>12}", "workload", "workers", "pg_workflow", "ceiling", "ratio", "commits/step", "WAL B/step");
+    println!(
+        "{:<34} {:>7} {:>14} {:>14} {:>7} {:>12} {:>12}",
+        "workload", "workers", "pg_workflow", "ceiling", "ratio", "commits/step", "WAL B/step"
+    );
     // PGWORKFLOW_BENCH_ONLY=w1|w3|w2 and PGWORKFLOW_BENCH_WORKERS=4 narrow a run while profiling.
     let only = std::env::var("PGWORKFLOW_BENCH_ONLY").unwrap_or_default();
     let worker_counts: Vec<usize> = std::env::var("PGWORKFLOW_BENCH_WORKERS")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| WORKER_COUNTS.to_vec());
-    for (workload, label, key) in [(Workload::Job, "W3 single-activity jobs/s", "w3"), (Workload::ThreeStep, "W1 3-step workflows, batch 10", "w1")] {
+    for (workload, label, key) in [
+        (Workload::Job, "W3 single-activity jobs/s", "w3"),
+        (Workload::ThreeStep, "W1 3-step workflows, batch 10", "w1"),
+    ] {
         if !only.is_empty() && only != key {
             continue;
         }

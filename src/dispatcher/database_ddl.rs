@@ -29,8 +29,6 @@ pub fn install() {
     }
 }
 
-
-
 unsafe fn database_oid(name: *const std::ffi::c_char) -> Option<pg_sys::Oid> {
     if name.is_null() {
         return None;

@@ -19,19 +19,26 @@ const LIST_INTERVAL: Duration = Duration::from_secs(5);
 enum Dispatcher {
     Running(DynamicBackgroundWorker),
     /// Exited at this time; `idle` if because the extension is not there.
-    Stopped { at: Instant, idle: bool },
+    Stopped {
+        at: Instant,
+        idle: bool,
+    },
 }
 
 fn list_databases() -> Vec<(pg_sys::Oid, String)> {
     let allowed = gucs::databases();
     guarded("listing databases", || {
         Spi::connect(|c| {
-            c.select("SELECT oid, datname::text FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate", None, &[])
-                .map(|rows| {
-                    rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<String>(2).ok()??)))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
+            c.select(
+                "SELECT oid, datname::text FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate",
+                None,
+                &[],
+            )
+            .map(|rows| {
+                rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<String>(2).ok()??)))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
         })
     })
     .unwrap_or_default()
@@ -73,7 +80,9 @@ pub extern "C-unwind" fn pg_workflow_launcher_main(_arg: pg_sys::Datum) {
         dispatchers.retain(|db, d| {
             let keep = databases.iter().any(|(oid, _)| oid == db);
             if !keep {
-                if let Dispatcher::Running(handle) = std::mem::replace(d, Dispatcher::Stopped { at: Instant::now(), idle: true }) {
+                if let Dispatcher::Running(handle) =
+                    std::mem::replace(d, Dispatcher::Stopped { at: Instant::now(), idle: true })
+                {
                     let _ = handle.terminate();
                 }
                 wake::forget_database(db.to_u32());

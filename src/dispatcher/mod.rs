@@ -61,7 +61,7 @@ fn connect(db: pg_sys::Oid) {
     crate::engine::privileges::set_search_path(pg_sys::GucAction::GUC_ACTION_SET);
     crate::gucs::set_postgres_setting(
         c"deadlock_timeout",
-        c"100ms".as_ptr(),
+        c"100ms",
         pg_sys::GucContext::PGC_SUSET,
         pg_sys::GucAction::GUC_ACTION_SET,
         pgrx::PgLogLevel::WARNING,

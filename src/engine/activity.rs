@@ -72,10 +72,8 @@ static HEARTBEAT: Statement = Statement {
           RETURNING cancel_requested",
     args: &[UUIDOID, INT4OID, JSONBOID],
 };
-static PEEK: Statement = Statement {
-    sql: "SELECT status, attempt FROM @extschema@.workflow_activity WHERE id = $1",
-    args: &[UUIDOID],
-};
+static PEEK: Statement =
+    Statement { sql: "SELECT status, attempt FROM @extschema@.workflow_activity WHERE id = $1", args: &[UUIDOID] };
 
 /// An activity row locked by this transaction.
 struct Locked {
@@ -93,7 +91,6 @@ struct Locked {
 fn required_id(field: &str, id: Option<Uuid>) -> Result<Uuid> {
     id.ok_or_else(|| WorkflowError::invalid(format!("{field} must not be NULL; pass the id workflow_claim returned")))
 }
-
 
 /// Locks the activity's execution, then the activity (the engine's lock order).
 fn lock(client: &mut SpiClient<'_>, id: Uuid) -> Result<(Execution, Locked)> {
@@ -135,7 +132,11 @@ fn fence(exec: &Execution, act: &Locked, attempt: Option<i32>, verb: &str) -> Re
             "this attempt's lease expired and another worker claimed the activity; drop this result".to_owned(),
         ),
         "scheduled" => (
-            format!("attempt {} failed or its lease expired, and it waits to be retried as attempt {}", act.attempt, act.attempt + 1),
+            format!(
+                "attempt {} failed or its lease expired, and it waits to be retried as attempt {}",
+                act.attempt,
+                act.attempt + 1
+            ),
             "drop this result: the retry runs the activity again".to_owned(),
         ),
         "failed" => (
@@ -174,7 +175,7 @@ pub fn complete(client: &mut SpiClient<'_>, id: Option<Uuid>, output: Value, att
     let id = required_id("activity_id", id)?;
     limits::check_payload("output", &output)?;
     let exec = execution::lock_of_activity(client, id)?;
-    if let Some(row) = run(client, &FAST_COMPLETE, &[arg(id), arg(JsonB(output.clone())), arg(attempt)])?.into_iter().next() {
+    if let Some(row) = run(client, &FAST_COMPLETE, &[arg(id), arg(JsonB(output.clone())), arg(attempt)])?.next() {
         let step_key: String = row.get(1)?.unwrap_or_default();
         after_step(client, &exec, &step_key)?;
         return Ok(true);
@@ -201,9 +202,13 @@ pub fn complete_many(
     outputs: Option<Vec<Option<Value>>>,
     attempts: Option<Vec<Option<i32>>>,
 ) -> Result<Vec<bool>> {
-    let ids = ids.ok_or_else(|| WorkflowError::invalid("activity_ids must not be NULL; pass the ids workflow_claim returned"))?;
+    let ids = ids
+        .ok_or_else(|| WorkflowError::invalid("activity_ids must not be NULL; pass the ids workflow_claim returned"))?;
     if ids.len() > MAX_BATCH {
-        return Err(WorkflowError::invalid(format!("activity_ids has {} elements; at most {MAX_BATCH} are allowed", ids.len())));
+        return Err(WorkflowError::invalid(format!(
+            "activity_ids has {} elements; at most {MAX_BATCH} are allowed",
+            ids.len()
+        )));
     }
     for (field, len) in [("outputs", outputs.as_ref().map(Vec::len)), ("attempts", attempts.as_ref().map(Vec::len))] {
         if len.is_some_and(|n| n != ids.len()) {
@@ -255,7 +260,13 @@ impl Outcome {
 
 /// Fails a step for good: its row, and then its execution (declared), its saga
 /// (compensation steps) or nothing but a wake-up (client-driven: the client decides).
-pub fn fail_for_good(client: &mut SpiClient<'_>, exec: &Execution, id: Uuid, step_key: &str, error: Value) -> Result<()> {
+pub fn fail_for_good(
+    client: &mut SpiClient<'_>,
+    exec: &Execution,
+    id: Uuid,
+    step_key: &str,
+    error: Value,
+) -> Result<()> {
     run(client, &FAIL, &[arg(id), arg(JsonB(error.clone()))])?;
     if compensation::is_compensation(step_key) {
         compensation::failed(client, exec)
@@ -268,7 +279,13 @@ pub fn fail_for_good(client: &mut SpiClient<'_>, exec: &Execution, id: Uuid, ste
     }
 }
 
-fn apply_failure(client: &mut SpiClient<'_>, exec: &Execution, act: &Locked, error: Value, retryable: bool) -> Result<Outcome> {
+fn apply_failure(
+    client: &mut SpiClient<'_>,
+    exec: &Execution,
+    act: &Locked,
+    error: Value,
+    retryable: bool,
+) -> Result<Outcome> {
     // Policies are validated at define time; an unreadable one falls back to the default.
     let mut policy = RetryPolicy::from_json(&act.retry, "retry").unwrap_or_default();
     let waits = act.status == "waiting";
@@ -392,7 +409,12 @@ pub fn fail_locked_sql(client: &mut SpiClient<'_>, exec: &Execution, id: Uuid, e
 }
 
 /// `workflow_heartbeat`: extends the lease; true when cancellation was requested.
-pub fn heartbeat(client: &mut SpiClient<'_>, id: Option<Uuid>, attempt: Option<i32>, details: Option<Value>) -> Result<bool> {
+pub fn heartbeat(
+    client: &mut SpiClient<'_>,
+    id: Option<Uuid>,
+    attempt: Option<i32>,
+    details: Option<Value>,
+) -> Result<bool> {
     let id = required_id("activity_id", id)?;
     if let Some(d) = &details {
         limits::check_payload("details", d)?;
@@ -402,7 +424,6 @@ pub fn heartbeat(client: &mut SpiClient<'_>, id: Option<Uuid>, attempt: Option<i
         return Ok(row.get::<bool>(1)?.unwrap_or(false));
     }
     let row = run(client, &PEEK, &[arg(id)])?
-        .into_iter()
         .next()
         .ok_or_else(|| WorkflowError::not_found(format!("workflow activity {id} does not exist")))?;
     let status: String = row.get(1)?.unwrap_or_default();

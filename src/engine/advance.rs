@@ -2,10 +2,10 @@
 //! done, move maps along, and complete the execution when every step is done.
 //! For a client-driven execution, progress means telling the client: it is marked ready.
 
+use super::arg;
 use super::execution::{self, Execution};
 use super::plan::{run, Statement};
 use super::steps::{self, Scheduled};
-use super::arg;
 use crate::error::Result;
 use crate::model::definition::{AfterCompletion, Definition};
 use pgrx::pg_sys::BuiltinOid::*;
@@ -120,7 +120,7 @@ fn walk(client: &mut SpiClient<'_>, exec: &Execution, mut new: bool) -> Result<(
 
 fn finish(client: &mut SpiClient<'_>, exec: &Execution, def: &Definition) -> Result<()> {
     let finals: Vec<String> = def.final_steps().map(|s| s.name.clone()).collect();
-    let Some(row) = run(client, &COMPLETE, &[arg(exec.id), arg(finals)])?.into_iter().next() else {
+    let Some(row) = run(client, &COMPLETE, &[arg(exec.id), arg(finals)])?.next() else {
         return Ok(()); // no longer running
     };
     crate::wake::execution_finished(&exec.id);

@@ -23,15 +23,19 @@ pub fn await_finish(id: Option<Uuid>, timeout: Option<Interval>) -> Result<Value
     let id = id.ok_or_else(|| WorkflowError::invalid("execution_id must not be NULL"))?;
     let timeout = timeout.unwrap_or_else(|| Interval::from_seconds(30.0));
     if timeout.months() != 0 || timeout.as_micros() < 0 {
-        return Err(WorkflowError::invalid("timeout must be a non-negative interval without months, such as '30 seconds'"));
+        return Err(WorkflowError::invalid(
+            "timeout must be a non-negative interval without months, such as '30 seconds'",
+        ));
     }
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
-        return Err(WorkflowError::conflict("workflow_await needs READ COMMITTED: a snapshot transaction would never see the execution finish"));
+        return Err(WorkflowError::conflict(
+            "workflow_await needs READ COMMITTED: a snapshot transaction would never see the execution finish",
+        ));
     }
     let deadline = Instant::now() + Duration::from_micros(timeout.as_micros() as u64);
     loop {
         let finished = Spi::connect_mut(|c| -> Result<Option<bool>> {
-            Ok(run(c, &FINISHED, &[arg(id)])?.into_iter().next().and_then(|r| r.get::<bool>(1).ok().flatten()))
+            Ok(run(c, &FINISHED, &[arg(id)])?.next().and_then(|r| r.get::<bool>(1).ok().flatten()))
         })?;
         match finished {
             None => return Err(WorkflowError::not_found(format!("workflow execution {id} does not exist"))),

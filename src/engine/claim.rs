@@ -1,11 +1,11 @@
 //! `workflow_claim`: hand due activities of a queue to a worker, under a lease.
 
-use pgrx::pg_sys::BuiltinOid::*;
-use super::plan::{run, Statement};
 use super::arg;
+use super::plan::{run, Statement};
 use super::tenancy::Caller;
 use crate::error::{Result, WorkflowError};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Uuid};
 
@@ -89,7 +89,14 @@ pub fn claim(
     let rows = run(
         client,
         &CLAIM,
-        &[arg(queue.as_str()), arg(worker_id.as_str()), arg(max_count), arg(lease), arg(types), arg(caller.tenant.as_deref())],
+        &[
+            arg(queue.as_str()),
+            arg(worker_id.as_str()),
+            arg(max_count),
+            arg(lease),
+            arg(types),
+            arg(caller.tenant.as_deref()),
+        ],
     )?;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {

@@ -25,10 +25,7 @@ static CLEAR_READY: Statement = Statement {
 };
 
 fn find(client: &mut SpiClient<'_>, execution_id: Uuid, step_key: &str) -> Result<Option<Uuid>> {
-    Ok(run(client, &FIND, &[arg(execution_id), arg(step_key)])?
-        .into_iter()
-        .next()
-        .and_then(|r| r.get::<Uuid>(1).ok().flatten()))
+    Ok(run(client, &FIND, &[arg(execution_id), arg(step_key)])?.next().and_then(|r| r.get::<Uuid>(1).ok().flatten()))
 }
 
 /// `workflow_schedule_activity`.
@@ -45,14 +42,15 @@ pub fn schedule_activity(
         Some(k) if !k.trim().is_empty() && k.len() <= MAX_STEP_KEY_LEN && !compensation::is_compensation(k) => k,
         _ => {
             return Err(WorkflowError::invalid(format!(
-                "step_key must be a non-empty key of at most {MAX_STEP_KEY_LEN} bytes, not starting with \"compensate:\"; \
+            "step_key must be a non-empty key of at most {MAX_STEP_KEY_LEN} bytes, not starting with \"compensate:\"; \
                  it names the step for replays"
-            )))
+        )))
         }
     };
     let input = input.unwrap_or_else(|| json!({}));
     limits::check_payload("input", &input)?;
-    let step = parse_client_step(activity_type, &options.unwrap_or_else(|| json!({}))).map_err(WorkflowError::invalid)?;
+    let step =
+        parse_client_step(activity_type, &options.unwrap_or_else(|| json!({}))).map_err(WorkflowError::invalid)?;
     let exec = execution::lock(client, execution_id)?;
     if let Some(existing) = find(client, execution_id, step_key)? {
         return Ok(existing); // a replay: same key, same activity, whatever state it is in

@@ -4,9 +4,9 @@
 //! ran a step are the ones that can undo it).
 //! `workflow_execution.compensation` records `running`, `completed` or `failed`.
 
+use super::arg;
 use super::execution::Execution;
 use super::plan::{run, Statement};
-use super::arg;
 use crate::error::Result;
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
@@ -47,16 +47,20 @@ pub fn is_compensation(step_key: &str) -> bool {
 fn schedule_next(client: &mut SpiClient<'_>, exec: &Execution) -> Result<bool> {
     let Some(def) = exec.definition.as_ref() else { return Ok(false) };
     let steps: Vec<String> = def.compensate.keys().cloned().collect();
-    let next: Option<String> = run(client, &NEXT, &[arg(exec.id), arg(steps)])?
-        .into_iter()
-        .next()
-        .and_then(|r| r.get::<String>(1).ok().flatten());
+    let next: Option<String> =
+        run(client, &NEXT, &[arg(exec.id), arg(steps)])?.next().and_then(|r| r.get::<String>(1).ok().flatten());
     let Some(step) = next else { return Ok(false) };
     let undo = &def.compensate[&step];
     let rows = run(
         client,
         &SCHEDULE,
-        &[arg(exec.id), arg(super::new_id()), arg(step.as_str()), arg(undo.activity.as_str()), arg(undo.queue.as_deref())],
+        &[
+            arg(exec.id),
+            arg(super::new_id()),
+            arg(step.as_str()),
+            arg(undo.activity.as_str()),
+            arg(undo.queue.as_deref()),
+        ],
     )?;
     if let Some(row) = rows.into_iter().next() {
         crate::wake::queue_ready(&row.get::<String>(1)?.unwrap_or_default(), 0);

@@ -4,13 +4,13 @@
 //! backend's life. The row's xmin is part of the key: a definition rolled back and
 //! defined again (as tests do) gets a new xmin and is never served stale.
 
-use pgrx::pg_sys::BuiltinOid::*;
-use super::plan::{run, Statement};
 use super::arg;
+use super::plan::{run, Statement};
 use crate::error::{Result, WorkflowError};
 use crate::model::definition::{self, Definition, StepKind};
+use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB};
+use pgrx::JsonB;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -83,7 +83,12 @@ fn check_supported(def: &Definition) -> Result<()> {
 
 /// `workflow_define`: validates and stores; an identical definition keeps its version.
 /// `owner` is the calling role, whose rights the definition's sql steps run with.
-pub fn define(client: &mut SpiClient<'_>, owner: pgrx::pg_sys::Oid, name: Option<&str>, definition: Option<Value>) -> Result<i32> {
+pub fn define(
+    client: &mut SpiClient<'_>,
+    owner: pgrx::pg_sys::Oid,
+    name: Option<&str>,
+    definition: Option<Value>,
+) -> Result<i32> {
     let name = check_type_name("name", name)?;
     let definition = definition
         .ok_or_else(|| WorkflowError::invalid("definition must not be NULL; pass a JSON object with \"steps\""))?;

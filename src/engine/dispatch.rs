@@ -38,7 +38,7 @@ static DUE_STARTS: Statement = Statement {
 };
 
 fn ids(client: &mut SpiClient<'_>, stmt: &'static Statement, limit: i32) -> Result<Vec<Uuid>> {
-    Ok(run(client, stmt, &[arg(limit)])?.into_iter().filter_map(|r| r.get::<Uuid>(1).ok().flatten()).collect())
+    Ok(run(client, stmt, &[arg(limit)])?.filter_map(|r| r.get::<Uuid>(1).ok().flatten()).collect())
 }
 
 /// Fails a running execution whose workflow timeout has passed. True if it did.
@@ -86,12 +86,12 @@ static PURGE: Statement = Statement {
 
 /// Microseconds until something is due, if anything waits.
 pub fn next_due(client: &mut SpiClient<'_>) -> Result<Option<i64>> {
-    Ok(run(client, &NEXT_DUE, &[])?.into_iter().next().and_then(|r| r.get::<i64>(1).ok().flatten()))
+    Ok(run(client, &NEXT_DUE, &[])?.next().and_then(|r| r.get::<i64>(1).ok().flatten()))
 }
 
 /// Whether an sql step is due (the dispatcher then starts its runner).
 pub fn sql_due(client: &mut SpiClient<'_>) -> Result<bool> {
-    Ok(run(client, &SQL_DUE, &[])?.into_iter().next().and_then(|r| r.get::<bool>(1).ok().flatten()).unwrap_or(false))
+    Ok(run(client, &SQL_DUE, &[])?.next().and_then(|r| r.get::<bool>(1).ok().flatten()).unwrap_or(false))
 }
 
 /// Deletes up to `limit` executions finished longer than `retention` ago (with their
@@ -118,7 +118,6 @@ pub fn pass(client: &mut SpiClient<'_>, max_items: Option<i32>) -> Result<i32> {
     }
     let mut moved = 0;
     let expired: Vec<(Uuid, i32)> = run(client, &EXPIRED_LEASES, &[arg(max_items)])?
-        .into_iter()
         .filter_map(|r| Some((r.get::<Uuid>(1).ok()??, r.get::<i32>(2).ok()??)))
         .collect();
     for (id, attempt) in expired {

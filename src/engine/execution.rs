@@ -64,8 +64,21 @@ static INSERT: Statement = Statement {
           DO NOTHING \
           RETURNING status",
     args: &[
-        UUIDOID, TEXTOID, INT4OID, TEXTOID, JSONBOID, TEXTOID, INT4OID, JSONBOID, TIMESTAMPTZOID, INT8OID, TEXTOID,
-        INT8OID, UUIDOID, TEXTOID, OIDOID,
+        UUIDOID,
+        TEXTOID,
+        INT4OID,
+        TEXTOID,
+        JSONBOID,
+        TEXTOID,
+        INT4OID,
+        JSONBOID,
+        TIMESTAMPTZOID,
+        INT8OID,
+        TEXTOID,
+        INT8OID,
+        UUIDOID,
+        TEXTOID,
+        OIDOID,
     ],
 };
 static EXISTING: Statement = Statement {
@@ -119,10 +132,8 @@ static UNDONE: Statement = Statement {
           WHERE execution_id = $1 AND starts_with(step_key, 'compensate:') AND status = 'completed'",
     args: &[UUIDOID],
 };
-static COMPENSATION_STATE: Statement = Statement {
-    sql: "SELECT compensation FROM @extschema@.workflow_execution WHERE id = $1",
-    args: &[UUIDOID],
-};
+static COMPENSATION_STATE: Statement =
+    Statement { sql: "SELECT compensation FROM @extschema@.workflow_execution WHERE id = $1", args: &[UUIDOID] };
 // The child a `workflow` step started, newest first (a parent's retry resumes it).
 static CHILD_OF_STEP: Statement = Statement {
     sql: "SELECT id, status FROM @extschema@.workflow_execution \
@@ -146,7 +157,6 @@ pub fn lock(client: &mut SpiClient<'_>, id: Uuid) -> Result<Execution> {
 /// Locks the execution of activity `activity_id`; P0002 if there is no such activity.
 pub fn lock_of_activity(client: &mut SpiClient<'_>, activity_id: Uuid) -> Result<Execution> {
     let row = run(client, &LOCK_OF_ACTIVITY, &[arg(activity_id)])?
-        .into_iter()
         .next()
         .ok_or_else(|| WorkflowError::not_found(format!("workflow activity {activity_id} does not exist")))?;
     let id: Uuid = row.get(5)?.ok_or_else(|| WorkflowError::internal("execution without id"))?;
@@ -167,7 +177,11 @@ fn fetch(client: &mut SpiClient<'_>, stmt: &'static Statement, id: Uuid) -> Resu
     execution_from_row(client, id, &row)
 }
 
-fn execution_from_row(client: &mut SpiClient<'_>, id: Uuid, row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Execution> {
+fn execution_from_row(
+    client: &mut SpiClient<'_>,
+    id: Uuid,
+    row: &pgrx::spi::SpiHeapTupleData<'_>,
+) -> Result<Execution> {
     let status: String = row.get(1)?.unwrap_or_default();
     let workflow_type: String = row.get(2)?.unwrap_or_default();
     let version: Option<i32> = row.get(3)?;
@@ -185,7 +199,9 @@ pub fn required_id(id: Option<Uuid>) -> Result<Uuid> {
 
 /// Parses timestamp text with Postgres' own input function, as a 22023 on failure.
 pub fn parse_timestamptz(field: &str, text: &str) -> Result<TimestampWithTimeZone> {
-    let bad = || WorkflowError::invalid(format!("{field} \"{text}\" is not a timestamp; write e.g. \"2030-01-01T12:00:00Z\""));
+    let bad = || {
+        WorkflowError::invalid(format!("{field} \"{text}\" is not a timestamp; write e.g. \"2030-01-01T12:00:00Z\""))
+    };
     let c = CString::new(text).map_err(|_| bad())?;
     let parsed = PgTryBuilder::new(|| unsafe {
         pgrx::direct_function_call::<TimestampWithTimeZone>(
@@ -253,7 +269,11 @@ fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>, declared: Option<(i
         Some(row) => row.get(1)?,
         None => {
             // Same (workflow_type, idempotency_key) as an earlier start: that one stands.
-            let rows = run(client, &EXISTING, &[arg(new.workflow_type), arg(new.idempotency_key), arg(opts.tenant_id.as_deref())])?;
+            let rows = run(
+                client,
+                &EXISTING,
+                &[arg(new.workflow_type), arg(new.idempotency_key), arg(opts.tenant_id.as_deref())],
+            )?;
             let existing = rows.into_iter().next().and_then(|r| r.get::<Uuid>(1).ok().flatten());
             return existing.ok_or_else(|| {
                 WorkflowError::conflict(format!(
@@ -300,8 +320,10 @@ pub fn start(
     match (&definition, opts.client_driven) {
         (None, false) => {
             return Err(WorkflowError::undefined(format!("workflow type \"{workflow_type}\" is not defined"))
-                .with_hint("define it with workflow_define, check the spelling, or start a client-driven execution \
-                            with options => '{\"client_driven\": true}'"))
+                .with_hint(
+                    "define it with workflow_define, check the spelling, or start a client-driven execution \
+                            with options => '{\"client_driven\": true}'",
+                ))
         }
         (Some(_), true) => {
             return Err(WorkflowError::invalid(format!(
@@ -311,7 +333,8 @@ pub fn start(
         }
         _ => {}
     }
-    let new = NewExecution { workflow_type: &workflow_type, input, idempotency_key, opts, parent: None, owner: caller.role };
+    let new =
+        NewExecution { workflow_type: &workflow_type, input, idempotency_key, opts, parent: None, owner: caller.role };
     create(client, new, definition)
 }
 
@@ -328,8 +351,14 @@ pub enum Child {
 /// cancelled one, resumes it: a child's completed steps are kept like the parent's own.
 /// A child that completed is met again only when compensation undid its step: that
 /// step runs again, with a new child.
-pub fn start_child(client: &mut SpiClient<'_>, workflow_type: &str, input: Value, parent: Uuid, step_key: &str) -> Result<Child> {
-    if let Some(row) = run(client, &CHILD_OF_STEP, &[arg(parent), arg(step_key)])?.into_iter().next() {
+pub fn start_child(
+    client: &mut SpiClient<'_>,
+    workflow_type: &str,
+    input: Value,
+    parent: Uuid,
+    step_key: &str,
+) -> Result<Child> {
+    if let Some(row) = run(client, &CHILD_OF_STEP, &[arg(parent), arg(step_key)])?.next() {
         let child: Uuid = row.get(1)?.ok_or_else(|| WorkflowError::internal("child without id"))?;
         let status: String = row.get(2)?.unwrap_or_default();
         match status.as_str() {
@@ -351,7 +380,7 @@ pub fn start_child(client: &mut SpiClient<'_>, workflow_type: &str, input: Value
             ),
         })));
     };
-    let row = run(client, &PARENT_DEFAULTS, &[arg(parent)])?.into_iter().next();
+    let row = run(client, &PARENT_DEFAULTS, &[arg(parent)])?.next();
     let mut opts = StartOptions::default();
     let mut owner = pg_sys::Oid::INVALID;
     if let Some(row) = row {
@@ -360,7 +389,8 @@ pub fn start_child(client: &mut SpiClient<'_>, workflow_type: &str, input: Value
         opts.tenant_id = row.get(3)?;
         owner = row.get(4)?.unwrap_or(owner);
     }
-    let new = NewExecution { workflow_type, input, idempotency_key: None, opts, parent: Some((parent, step_key)), owner };
+    let new =
+        NewExecution { workflow_type, input, idempotency_key: None, opts, parent: Some((parent, step_key)), owner };
     create(client, new, Some(definition))?;
     Ok(Child::Running)
 }
@@ -383,16 +413,19 @@ pub fn close(client: &mut SpiClient<'_>, exec: &Execution, status: &str, error: 
     run(client, &CLOSE, &[arg(exec.id), arg(status), arg(JsonB(error)), arg(None::<JsonB>)])?;
     run(client, &CANCEL_OPEN_STEPS, &[arg(exec.id)])?;
     crate::wake::execution_finished(&exec.id);
-    let children: Vec<Uuid> = run(client, &OPEN_CHILDREN, &[arg(exec.id)])?
-        .into_iter()
-        .filter_map(|r| r.get::<Uuid>(1).ok().flatten())
-        .collect();
+    let children: Vec<Uuid> =
+        run(client, &OPEN_CHILDREN, &[arg(exec.id)])?.filter_map(|r| r.get::<Uuid>(1).ok().flatten()).collect();
     for child in children {
         let child = lock(client, child)?;
         let reason = json!({"type": "Cancelled", "message": format!("parent execution {} was {status}", exec.id)});
         close(client, &child, "cancelled", reason)?;
     }
-    let closed = Execution { id: exec.id, status: status.to_owned(), workflow_type: exec.workflow_type.clone(), definition: exec.definition.clone() };
+    let closed = Execution {
+        id: exec.id,
+        status: status.to_owned(),
+        workflow_type: exec.workflow_type.clone(),
+        definition: exec.definition.clone(),
+    };
     compensation::begin(client, &closed)?;
     notify_parent(client, exec.id)
 }
@@ -404,7 +437,7 @@ pub fn fail(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str, error:
 
 /// A finished child completes (or fails) the parent's waiting `workflow` step.
 pub fn notify_parent(client: &mut SpiClient<'_>, child: Uuid) -> Result<()> {
-    let Some(row) = run(client, &PARENT_OF, &[arg(child)])?.into_iter().next() else { return Ok(()) };
+    let Some(row) = run(client, &PARENT_OF, &[arg(child)])?.next() else { return Ok(()) };
     let parent_id: Uuid = row.get(1)?.ok_or_else(|| WorkflowError::internal("child without parent"))?;
     let step_key: String = row.get(2)?.unwrap_or_default();
     let status: String = row.get(3)?.unwrap_or_default();
@@ -416,7 +449,8 @@ pub fn notify_parent(client: &mut SpiClient<'_>, child: Uuid) -> Result<()> {
         activity::mark_completed(client, step_id, output)?;
         advance::advance(client, &parent)
     } else {
-        let error = json!({"type": "ChildWorkflowFailed", "child": child.to_string(), "status": status, "error": error});
+        let error =
+            json!({"type": "ChildWorkflowFailed", "child": child.to_string(), "status": status, "error": error});
         activity::fail_for_good(client, &parent, step_id, &step_key, error)
     }
 }
@@ -427,7 +461,12 @@ pub fn cancel(client: &mut SpiClient<'_>, id: Option<Uuid>, reason: Option<&str>
     if !matches!(exec.status.as_str(), "pending" | "running") {
         return Ok(false);
     }
-    close(client, &exec, "cancelled", json!({"type": "Cancelled", "message": reason.unwrap_or("cancelled by request")}))?;
+    close(
+        client,
+        &exec,
+        "cancelled",
+        json!({"type": "Cancelled", "message": reason.unwrap_or("cancelled by request")}),
+    )?;
     Ok(true)
 }
 
@@ -453,16 +492,18 @@ fn resume_locked(client: &mut SpiClient<'_>, exec: Execution) -> Result<bool> {
         _ => return Ok(false),
     }
     let compensation: Option<String> =
-        run(client, &COMPENSATION_STATE, &[arg(exec.id)])?.into_iter().next().and_then(|r| r.get(1).ok().flatten());
+        run(client, &COMPENSATION_STATE, &[arg(exec.id)])?.next().and_then(|r| r.get(1).ok().flatten());
     if compensation.as_deref() == Some("running") {
         return Err(WorkflowError::conflict(format!(
             "cannot retry execution {} ({}): its compensation is still running",
             exec.id, exec.workflow_type
         ))
-        .with_hint("retry once workflow_status shows compensation completed or failed; steps it undid then run again"));
+        .with_hint(
+            "retry once workflow_status shows compensation completed or failed; steps it undid then run again",
+        ));
     }
     let undone: Vec<String> =
-        run(client, &UNDONE, &[arg(exec.id)])?.into_iter().filter_map(|r| r.get::<String>(1).ok().flatten()).collect();
+        run(client, &UNDONE, &[arg(exec.id)])?.filter_map(|r| r.get::<String>(1).ok().flatten()).collect();
     let again = exec.definition.as_ref().map(|d| d.downstream(&undone)).unwrap_or_default();
     run(client, &FORGET_UNFINISHED, &[arg(exec.id), arg(again)])?;
     run(client, &REOPEN, &[arg(exec.id)])?;
@@ -495,7 +536,10 @@ pub fn finish_client_driven(client: &mut SpiClient<'_>, id: Option<Uuid>, outcom
         "running" | "pending" => {}
         s if s == target => return Ok(false),
         other => {
-            return Err(WorkflowError::conflict(format!("cannot mark execution {} {target}: it is already {other}", exec.id)))
+            return Err(WorkflowError::conflict(format!(
+                "cannot mark execution {} {target}: it is already {other}",
+                exec.id
+            )))
         }
     }
     match outcome {

@@ -6,9 +6,9 @@
 
 use crate::error::{Result, WorkflowError};
 use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::BuiltinOid;
 use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
-use pgrx::pg_sys::BuiltinOid;
 use pgrx::Spi;
 use std::cell::RefCell;
 use std::collections::HashMap;

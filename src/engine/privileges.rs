@@ -69,10 +69,10 @@ impl Drop for AsOwner {
 /// Sets the pinned search_path: for a call (`GUC_ACTION_SAVE`, undone by AtEOXact_GUC)
 /// or for the session (`GUC_ACTION_SET`, the dispatcher's own backends).
 pub fn set_search_path(action: pg_sys::GucAction::Type) {
-    set_search_path_to(PINNED_SEARCH_PATH.as_ptr(), action);
+    set_search_path_to(PINNED_SEARCH_PATH, action);
 }
 
-fn set_search_path_to(path: *const std::ffi::c_char, action: pg_sys::GucAction::Type) {
+fn set_search_path_to(path: &CStr, action: pg_sys::GucAction::Type) {
     let user_set = pg_sys::GucContext::PGC_USERSET;
     crate::gucs::set_postgres_setting(c"search_path", path, user_set, action, pgrx::PgLogLevel::ERROR);
 }
@@ -83,7 +83,8 @@ fn set_search_path_to(path: *const std::ffi::c_char, action: pg_sys::GucAction::
 /// the session that runs it. On an ERROR the subtransaction's abort undoes them.
 pub fn with_user_gucs<T>(f: impl FnOnce() -> T) -> T {
     let level = unsafe { pg_sys::NewGUCNestLevel() };
-    let default_path = unsafe { pg_sys::GetConfigOptionResetString(c"search_path".as_ptr()) };
+    // The reset value of a built-in setting is never NULL.
+    let default_path = unsafe { CStr::from_ptr(pg_sys::GetConfigOptionResetString(c"search_path".as_ptr())) };
     set_search_path_to(default_path, pg_sys::GucAction::GUC_ACTION_SAVE);
     let out = f();
     unsafe { pg_sys::AtEOXact_GUC(false, level) };

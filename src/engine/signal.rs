@@ -97,7 +97,8 @@ pub fn send(
         }
     }
     let id = super::new_id();
-    let inserted = run(client, &INSERT, &[arg(id), arg(execution_id), arg(name), arg(JsonB(payload)), arg(idempotency_key)])?;
+    let inserted =
+        run(client, &INSERT, &[arg(id), arg(execution_id), arg(name), arg(JsonB(payload)), arg(idempotency_key)])?;
     if inserted.is_empty() {
         // The same idempotency key was sent before: that signal stands, nothing changes.
         let rows = run(client, &EXISTING, &[arg(execution_id), arg(idempotency_key)])?;
@@ -108,7 +109,6 @@ pub fn send(
             .ok_or_else(|| WorkflowError::internal("signal idempotency conflict without a row"));
     }
     let waiter = run(client, &WAITER, &[arg(execution_id), arg(name)])?
-        .into_iter()
         .next()
         .map(|r| -> Result<(Uuid, String)> { Ok((r.get(1)?.unwrap_or(id), r.get(2)?.unwrap_or_default())) })
         .transpose()?;

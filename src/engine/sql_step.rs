@@ -38,7 +38,7 @@ static COUNT_ATTEMPT: Statement = Statement {
 
 /// Ids of due sql steps, highest priority first.
 pub fn due(client: &mut SpiClient<'_>, limit: i32) -> Result<Vec<Uuid>> {
-    Ok(run(client, &DUE, &[arg(limit)])?.into_iter().filter_map(|r| r.get::<Uuid>(1).ok().flatten()).collect())
+    Ok(run(client, &DUE, &[arg(limit)])?.filter_map(|r| r.get::<Uuid>(1).ok().flatten()).collect())
 }
 
 /// The step's result as JSON: the first column of the first row (json/jsonb as is,
@@ -63,8 +63,15 @@ unsafe fn result_json() -> Value {
     let parsed = match oid {
         o if o == pg_sys::JSONBOID || o == pg_sys::JSONOID => serde_json::from_str(&text).ok(),
         o if o == pg_sys::BOOLOID => Some(Value::Bool(text == "t")),
-        o if [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::FLOAT4OID, pg_sys::FLOAT8OID, pg_sys::NUMERICOID]
-            .contains(&o) =>
+        o if [
+            pg_sys::INT2OID,
+            pg_sys::INT4OID,
+            pg_sys::INT8OID,
+            pg_sys::FLOAT4OID,
+            pg_sys::FLOAT8OID,
+            pg_sys::NUMERICOID,
+        ]
+        .contains(&o) =>
         {
             serde_json::from_str::<serde_json::Number>(&text).ok().map(Value::Number)
         }
@@ -109,7 +116,13 @@ impl Drop for StatementTimer {
 }
 
 /// Runs the step's statement as `owner`; the caller is inside a subtransaction.
-fn execute_as(client: &mut SpiClient<'_>, owner: pg_sys::Oid, sql: &str, input: Value, timeout_ms: Option<i64>) -> Result<Value> {
+fn execute_as(
+    client: &mut SpiClient<'_>,
+    owner: pg_sys::Oid,
+    sql: &str,
+    input: Value,
+    timeout_ms: Option<i64>,
+) -> Result<Value> {
     let _timer = timeout_ms.map(StatementTimer::arm);
     let (mut saved_user, mut saved_context) = (pg_sys::Oid::INVALID, 0i32);
     unsafe {
@@ -151,7 +164,9 @@ fn in_subtransaction<T>(f: impl FnOnce() -> Result<T> + std::panic::UnwindSafe) 
             pg_sys::CurrentResourceOwner = owner;
             // Not a Postgres ERROR: SPI refused the text before running it (transaction
             // control, a utility statement it cannot run).
-            r.map_err(|e| json!({"type": "SqlError", "message": format!("the step's SQL cannot run here: {}", e.message)}))
+            r.map_err(
+                |e| json!({"type": "SqlError", "message": format!("the step's SQL cannot run here: {}", e.message)}),
+            )
         })
         .catch_others(move |e| {
             pg_sys::MemoryContextSwitchTo(context);
@@ -174,7 +189,7 @@ fn in_subtransaction<T>(f: impl FnOnce() -> Result<T> + std::panic::UnwindSafe) 
 
 /// Runs one due sql step; false if it was no longer due (someone else took it).
 pub fn run_one(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
-    let row = run(client, &STEP, &[arg(id)])?.into_iter().next();
+    let row = run(client, &STEP, &[arg(id)])?.next();
     let Some(row) = row else { return Ok(false) };
     let exec_id: Uuid = row.get(1)?.ok_or_else(|| WorkflowError::internal("sql step without execution"))?;
     let step_key: String = row.get(2)?.unwrap_or_default();
@@ -186,7 +201,8 @@ pub fn run_one(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     if status != "scheduled" || !due || exec.status != "running" {
         return Ok(false);
     }
-    let def = exec.definition.clone().ok_or_else(|| WorkflowError::internal("sql step of a client-driven execution"))?;
+    let def =
+        exec.definition.clone().ok_or_else(|| WorkflowError::internal("sql step of a client-driven execution"))?;
     let step = def.step(&step_key).ok_or_else(|| WorkflowError::internal(format!("no step {step_key}")))?;
     let StepKind::Sql { query } = &step.kind else { return Ok(false) };
     let (query, timeout_ms) = (query.clone(), step.timeout.map(|us| us / 1000));

@@ -1,10 +1,10 @@
 //! `workflow_status`: the execution and every step, including ones not started yet.
 
-use pgrx::pg_sys::BuiltinOid::*;
+use super::arg;
 use super::execution;
 use super::plan::{run, Statement};
-use super::arg;
 use crate::error::{Result, WorkflowError};
+use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Uuid};
 use serde_json::{json, Value};
@@ -32,7 +32,6 @@ static STATUS: Statement = Statement {
 pub fn status(client: &mut SpiClient<'_>, id: Option<Uuid>) -> Result<Value> {
     let id = id.ok_or_else(|| WorkflowError::invalid("execution_id must not be NULL"))?;
     let row = run(client, &STATUS, &[arg(id)])?
-        .into_iter()
         .next()
         .ok_or_else(|| WorkflowError::not_found(format!("workflow execution {id} does not exist")))?;
     let mut status = row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null);

@@ -46,8 +46,23 @@ static INSERT: Statement = Statement {
           ON CONFLICT (execution_id, step_key) DO NOTHING \
           RETURNING input, queue",
     args: &[
-        UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTARRAYOID, INT4OID, JSONBOID,
-        INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, INT4OID,
+        UUIDOID,
+        UUIDOID,
+        TEXTOID,
+        TEXTOID,
+        TEXTOID,
+        TEXTOID,
+        TEXTOID,
+        JSONBOID,
+        TEXTARRAYOID,
+        INT4OID,
+        JSONBOID,
+        INT4OID,
+        INT8OID,
+        INT8OID,
+        INT8OID,
+        INT8OID,
+        INT4OID,
     ],
 };
 static SET_DUE: Statement = Statement {
@@ -135,7 +150,8 @@ fn insert(
     let id = super::new_id();
     // A wait fails at its timeout unless the step asks for retries explicitly.
     let waits = matches!(step.kind, StepKind::Signal { .. } | StepKind::Sleep(_) | StepKind::Workflow { .. });
-    let max_attempts = if waits && step.retry_json.as_object().is_none_or(|o| o.is_empty()) { 1 } else { step.retry.max_attempts };
+    let max_attempts =
+        if waits && step.retry_json.as_object().is_none_or(|o| o.is_empty()) { 1 } else { step.retry.max_attempts };
     let rows = run(
         client,
         &INSERT,
@@ -194,7 +210,8 @@ pub fn schedule(
             Ok(if row.is_some() { Scheduled::Open } else { Scheduled::Existed })
         }
         StepKind::Sleep(Sleep::UntilInputField(field)) => {
-            let Some((id, input)) = insert(client, exec, step, key, "waiting", None, explicit_input, Some(-1), 1)? else {
+            let Some((id, input)) = insert(client, exec, step, key, "waiting", None, explicit_input, Some(-1), 1)?
+            else {
                 return Ok(Scheduled::Existed);
             };
             let text = input.get("input").and_then(|i| i.get(field)).and_then(Value::as_str);
@@ -215,7 +232,8 @@ pub fn schedule(
         }
         StepKind::Signal { name } => {
             let due_in = step.timeout.or(Some(-1));
-            let Some((id, _)) = insert(client, exec, step, key, "waiting", Some(name), explicit_input, due_in, 1)? else {
+            let Some((id, _)) = insert(client, exec, step, key, "waiting", Some(name), explicit_input, due_in, 1)?
+            else {
                 return Ok(Scheduled::Existed);
             };
             match signal::consume(client, exec.id, name, key)? {
@@ -228,7 +246,8 @@ pub fn schedule(
         }
         StepKind::Workflow { workflow_type } => {
             let due_in = step.timeout.or(Some(-1));
-            let Some((id, input)) = insert(client, exec, step, key, "waiting", Some(workflow_type), explicit_input, due_in, 1)?
+            let Some((id, input)) =
+                insert(client, exec, step, key, "waiting", Some(workflow_type), explicit_input, due_in, 1)?
             else {
                 return Ok(Scheduled::Existed);
             };
@@ -271,7 +290,7 @@ fn schedule_map(client: &mut SpiClient<'_>, exec: &Execution, step: &Step, key: 
         return Ok(Scheduled::CompletedAtOnce);
     }
     // Items may exist already: the ones that completed before a workflow_retry.
-    let counts = run(client, &MAP_COUNTS, &[arg(exec.id), arg(key)])?.into_iter().next();
+    let counts = run(client, &MAP_COUNTS, &[arg(exec.id), arg(key)])?.next();
     let (created, completed) = match counts {
         Some(row) => (row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0)),
         None => (0, 0),
@@ -305,7 +324,14 @@ fn fill_items(client: &mut SpiClient<'_>, key: &str, exec: &Execution, source: &
 
 /// Creates items (from, to] of a map (1-based ordinals) and announces their queue;
 /// returns how many it created (fewer where some existed).
-fn open_items(client: &mut SpiClient<'_>, exec: &Execution, key: &str, source: &str, from: i64, to: i64) -> Result<i64> {
+fn open_items(
+    client: &mut SpiClient<'_>,
+    exec: &Execution,
+    key: &str,
+    source: &str,
+    from: i64,
+    to: i64,
+) -> Result<i64> {
     let rows = run(client, &MAP_ITEMS, &[arg(exec.id), arg(key), arg(source), arg(from), arg(to)])?;
     let created = rows.len() as i64;
     if let Some(row) = rows.into_iter().next() {
@@ -332,7 +358,6 @@ pub fn map_progress(
     }
     let source = step.map.as_deref().unwrap_or_default();
     let total: i64 = run(client, &MAP_SIZE, &[arg(exec.id), arg(step.name.as_str()), arg(source)])?
-        .into_iter()
         .next()
         .and_then(|r| r.get::<i32>(1).ok().flatten())
         .unwrap_or(0) as i64;

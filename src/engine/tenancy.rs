@@ -58,10 +58,8 @@ static TENANTS_OF: Statement = Statement {
           WHERE pg_catalog.pg_has_role($1, member_of.r, 'USAGE') ORDER BY 1 LIMIT 3",
     args: &[OIDOID],
 };
-static EXECUTION_TENANT: Statement = Statement {
-    sql: "SELECT tenant_id FROM @extschema@.workflow_execution WHERE id = $1",
-    args: &[UUIDOID],
-};
+static EXECUTION_TENANT: Statement =
+    Statement { sql: "SELECT tenant_id FROM @extschema@.workflow_execution WHERE id = $1", args: &[UUIDOID] };
 static ACTIVITY_TENANT: Statement = Statement {
     sql: "SELECT e.tenant_id FROM @extschema@.workflow_activity a \
           JOIN @extschema@.workflow_execution e ON e.id = a.execution_id WHERE a.id = $1",
@@ -168,9 +166,15 @@ pub fn check_activity(client: &mut SpiClient<'_>, caller: &Caller, id: Option<Uu
 }
 
 /// Another tenant's object answers like a missing one, so its existence does not leak.
-fn check(client: &mut SpiClient<'_>, caller: &Caller, id: Option<Uuid>, tenant_of: &'static Statement, what: &str) -> Result<()> {
+fn check(
+    client: &mut SpiClient<'_>,
+    caller: &Caller,
+    id: Option<Uuid>,
+    tenant_of: &'static Statement,
+    what: &str,
+) -> Result<()> {
     let (Some(_), Some(id)) = (&caller.tenant, id) else { return Ok(()) };
-    let Some(row) = run(client, tenant_of, &[arg(id)])?.into_iter().next() else { return Ok(()) };
+    let Some(row) = run(client, tenant_of, &[arg(id)])?.next() else { return Ok(()) };
     if same_tenant(caller, row.get(1)?) {
         Ok(())
     } else {
@@ -209,7 +213,9 @@ pub fn tenant_for_start(caller: &Caller, requested: Option<String>) -> Result<Op
 pub fn bind(client: &mut SpiClient<'_>, role: Option<&str>, tenant: Option<&str>) -> Result<()> {
     let role = role.ok_or_else(|| WorkflowError::invalid("role must not be NULL; pass a role name"))?;
     let tenant = match tenant {
-        None => return Err(WorkflowError::invalid("tenant_id must not be NULL; to unbind, call workflow_unbind_tenant")),
+        None => {
+            return Err(WorkflowError::invalid("tenant_id must not be NULL; to unbind, call workflow_unbind_tenant"))
+        }
         Some(t) => match bad_tenant(t) {
             Some(problem) => return Err(WorkflowError::invalid(format!("tenant_id {problem}"))),
             None => t,
@@ -225,5 +231,5 @@ pub fn bind(client: &mut SpiClient<'_>, role: Option<&str>, tenant: Option<&str>
 /// `workflow_unbind_tenant`: false if the role was not bound.
 pub fn unbind(client: &mut SpiClient<'_>, role: Option<&str>) -> Result<bool> {
     let role = role.ok_or_else(|| WorkflowError::invalid("role must not be NULL; pass a role name"))?;
-    Ok(run(client, &UNBIND, &[arg(role)])?.len() > 0)
+    Ok(!run(client, &UNBIND, &[arg(role)])?.is_empty())
 }

@@ -208,9 +208,7 @@ fn parse_step(index: usize, v: &Value) -> Result<Step, DefinitionError> {
     }
     let kinds: Vec<&str> = KIND_FIELDS.iter().copied().filter(|k| obj.contains_key(*k)).collect();
     let kind = match kinds.as_slice() {
-        [] => {
-            return fail(step, format!("says nothing to do; give exactly one of {}", KIND_FIELDS.join(", ")))
-        }
+        [] => return fail(step, format!("says nothing to do; give exactly one of {}", KIND_FIELDS.join(", "))),
         [one] => {
             let v = &obj[*one];
             match *one {
@@ -232,9 +230,7 @@ fn parse_step(index: usize, v: &Value) -> Result<Step, DefinitionError> {
                 }),
             }
         }
-        many => {
-            return fail(step, format!("has {} kinds ({}); give exactly one", many.len(), many.join(", ")))
-        }
+        many => return fail(step, format!("has {} kinds ({}); give exactly one", many.len(), many.join(", "))),
     };
 
     let mut depends_on = Vec::new();
@@ -313,7 +309,8 @@ const CLIENT_FIELDS: &[&str] =
 /// Reads the options of a client-driven step: a task of `activity_type`, or, with
 /// `sleep` / `wait_signal` in the options, a timer or a signal wait.
 pub fn parse_client_step(activity_type: Option<&str>, options: &Value) -> Result<Step, String> {
-    let obj = options.as_object().ok_or_else(|| format!("options must be a JSON object, got {}", json_kind(options)))?;
+    let obj =
+        options.as_object().ok_or_else(|| format!("options must be a JSON object, got {}", json_kind(options)))?;
     if let Some(key) = obj.keys().find(|k| !CLIENT_FIELDS.contains(&k.as_str())) {
         return Err(format!("options has unknown field \"{key}\"; known fields are {}", CLIENT_FIELDS.join(", ")));
     }
@@ -339,21 +336,34 @@ pub fn parse_client_step(activity_type: Option<&str>, options: &Value) -> Result
 pub fn parse(value: &Value) -> Result<Definition, DefinitionError> {
     let top = match value.as_object() {
         Some(o) => o,
-        None => return fail(None, format!("a definition must be a JSON object with \"steps\", got {}", json_kind(value))),
+        None => {
+            return fail(None, format!("a definition must be a JSON object with \"steps\", got {}", json_kind(value)))
+        }
     };
     for key in top.keys() {
         if !TOP_FIELDS.contains(&key.as_str()) {
-            return fail(None, format!("unknown top-level field \"{key}\"; known fields are {}", TOP_FIELDS.join(", ")));
+            return fail(
+                None,
+                format!("unknown top-level field \"{key}\"; known fields are {}", TOP_FIELDS.join(", ")),
+            );
         }
     }
     let raw_steps = match top.get("steps") {
         Some(Value::Array(a)) if !a.is_empty() => a,
         Some(Value::Array(_)) => return fail(None, "\"steps\" is empty; a workflow needs at least one step"),
-        Some(other) => return fail(None, format!("\"steps\" must be an array of step objects, got {}", json_kind(other))),
+        Some(other) => {
+            return fail(None, format!("\"steps\" must be an array of step objects, got {}", json_kind(other)))
+        }
         None => return fail(None, "a definition needs \"steps\": an array of step objects"),
     };
     if raw_steps.len() > MAX_STEPS {
-        return fail(None, format!("\"steps\" has {} steps; at most {MAX_STEPS} are allowed (use \"map\" for fan-out)", raw_steps.len()));
+        return fail(
+            None,
+            format!(
+                "\"steps\" has {} steps; at most {MAX_STEPS} are allowed (use \"map\" for fan-out)",
+                raw_steps.len()
+            ),
+        );
     }
     let mut steps = Vec::with_capacity(raw_steps.len());
     let mut seen = HashSet::new();
@@ -377,7 +387,12 @@ pub fn parse(value: &Value) -> Result<Definition, DefinitionError> {
     if let Some(v) = top.get("compensate") {
         let obj = match v.as_object() {
             Some(o) => o,
-            None => return fail(None, format!("\"compensate\" must map step names to activity types, got {}", json_kind(v))),
+            None => {
+                return fail(
+                    None,
+                    format!("\"compensate\" must map step names to activity types, got {}", json_kind(v)),
+                )
+            }
         };
         for (step_name, undo) in obj {
             if !seen.contains(step_name) {
@@ -500,7 +515,9 @@ mod tests {
             {"name": "c", "sql": "SELECT 1", "depends_on": ["b"]}]}))
         .unwrap();
         let names = |r: Option<AfterCompletion>| match r {
-            Some(AfterCompletion::Schedule(steps)) => steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(","),
+            Some(AfterCompletion::Schedule(steps)) => {
+                steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(",")
+            }
             Some(AfterCompletion::Finish) => "finish".into(),
             None => "walk".into(),
         };
@@ -585,8 +602,14 @@ mod tests {
             (json!({"steps": [{"name": "a", "activity": "x", "depends_on": ["zz"]}]}), "\"zz\", which is not a step"),
             (json!({"steps": [{"name": "a", "activity": "x", "depends_on": ["a"]}]}), "depends on itself"),
             (json!({"steps": [{"name": "a", "activity": "x", "depends_on": "b"}]}), "field \"depends_on\""),
-            (json!({"steps": [{"name": "a", "activity": "x", "depends_on": ["b"]}, {"name": "b", "activity": "y", "depends_on": ["a"]}]}), "cycle"),
-            (json!({"steps": [{"name": "a", "activity": "x", "map": "b"}, {"name": "b", "activity": "y"}]}), "also be listed in depends_on"),
+            (
+                json!({"steps": [{"name": "a", "activity": "x", "depends_on": ["b"]}, {"name": "b", "activity": "y", "depends_on": ["a"]}]}),
+                "cycle",
+            ),
+            (
+                json!({"steps": [{"name": "a", "activity": "x", "map": "b"}, {"name": "b", "activity": "y"}]}),
+                "also be listed in depends_on",
+            ),
             (json!({"steps": [{"name": "a", "activity": "x", "max_concurrency": 2}]}), "only applies"),
             (json!({"steps": [{"name": "a", "activity": "x", "timeout": "soon"}]}), "field \"timeout\""),
             (json!({"steps": [{"name": "a", "activity": "x", "timeout": -1}]}), "field \"timeout\""),
@@ -596,15 +619,33 @@ mod tests {
             (json!({"steps": [{"name": "a", "activity": "x", "priority": 1.5}]}), "field \"priority\""),
             (json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"b": "undo"}}), "step \"b\""),
             (json!({"steps": [{"name": "a", "activity": "x"}], "timeout": "never"}), "field \"timeout\""),
-            (json!({"steps": [{"name": "a", "activity": "x", "timeout": "0s"}]}), "field \"timeout\" is \"0s\", which is zero"),
+            (
+                json!({"steps": [{"name": "a", "activity": "x", "timeout": "0s"}]}),
+                "field \"timeout\" is \"0s\", which is zero",
+            ),
             (json!({"steps": [{"name": "a", "activity": "x", "timeout": 0}]}), "field \"timeout\" is 0, which is zero"),
-            (json!({"steps": [{"name": "a", "activity": "x", "heartbeat_timeout": "0ms"}]}), "field \"heartbeat_timeout\""),
-            (json!({"steps": [{"name": "a", "activity": "x", "schedule_to_close": 0.0}]}), "field \"schedule_to_close\""),
+            (
+                json!({"steps": [{"name": "a", "activity": "x", "heartbeat_timeout": "0ms"}]}),
+                "field \"heartbeat_timeout\"",
+            ),
+            (
+                json!({"steps": [{"name": "a", "activity": "x", "schedule_to_close": 0.0}]}),
+                "field \"schedule_to_close\"",
+            ),
             (json!({"steps": [{"name": "a", "sleep": "0s"}]}), "field \"sleep\""),
             (json!({"steps": [{"name": "a", "activity": "x"}], "timeout": 0}), "field \"timeout\""),
-            (json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"a": {"queue": "io"}}}), "needs \"activity\""),
-            (json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"a": {"activity": "u", "q": 1}}}), "unknown field \"q\""),
-            (json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"a": {"activity": "u", "queue": ""}}}), "compensate.queue"),
+            (
+                json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"a": {"queue": "io"}}}),
+                "needs \"activity\"",
+            ),
+            (
+                json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"a": {"activity": "u", "q": 1}}}),
+                "unknown field \"q\"",
+            ),
+            (
+                json!({"steps": [{"name": "a", "activity": "x"}], "compensate": {"a": {"activity": "u", "queue": ""}}}),
+                "compensate.queue",
+            ),
         ];
         for (def, expected) in cases {
             let message = err(def.clone());
@@ -617,16 +658,35 @@ mod tests {
     /// JSON shaped like definitions: known keys and step names, in any arrangement.
     fn arb_json() -> impl Strategy<Value = Value> {
         let keys = prop::sample::select(vec![
-            "steps", "name", "activity", "sql", "sleep", "wait_signal", "workflow", "depends_on", "map",
-            "max_concurrency", "retry", "max_attempts", "jitter", "initial_interval", "timeout", "compensate",
-            "priority", "queue", "until", "a", "b",
+            "steps",
+            "name",
+            "activity",
+            "sql",
+            "sleep",
+            "wait_signal",
+            "workflow",
+            "depends_on",
+            "map",
+            "max_concurrency",
+            "retry",
+            "max_attempts",
+            "jitter",
+            "initial_interval",
+            "timeout",
+            "compensate",
+            "priority",
+            "queue",
+            "until",
+            "a",
+            "b",
         ]);
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
             any::<f64>().prop_map(|f| json!(f)),
-            prop::sample::select(vec!["a", "b", "c", "1s", "5m", "-1s", "7 days", "x y", "", "input"]).prop_map(|s| json!(s)),
+            prop::sample::select(vec!["a", "b", "c", "1s", "5m", "-1s", "7 days", "x y", "", "input"])
+                .prop_map(|s| json!(s)),
         ];
         leaf.prop_recursive(5, 64, 6, move |inner| {
             prop_oneof![

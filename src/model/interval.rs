@@ -50,9 +50,8 @@ pub fn parse_text(text: &str) -> Result<Micros, String> {
                 "\"{text}\" is not a duration; write a non-negative number and a unit, such as \"30s\", \"5m\" or \"7 days\""
             ));
         }
-        let number: f64 = s[start..i]
-            .parse()
-            .map_err(|_| format!("\"{text}\" has a malformed number \"{}\"", &s[start..i]))?;
+        let number: f64 =
+            s[start..i].parse().map_err(|_| format!("\"{text}\" has a malformed number \"{}\"", &s[start..i]))?;
         while i < bytes.len() && bytes[i].is_ascii_whitespace() {
             i += 1;
         }
@@ -90,10 +89,7 @@ pub fn parse_json(value: &serde_json::Value) -> Result<Micros, String> {
                 Ok((secs * MICROS_PER_SECOND as f64).round() as Micros)
             }
         }
-        other => Err(format!(
-            "must be a duration such as \"30s\" or a number of seconds, got {}",
-            json_kind(other)
-        )),
+        other => Err(format!("must be a duration such as \"30s\" or a number of seconds, got {}", json_kind(other))),
     }
 }
 
@@ -101,7 +97,9 @@ pub fn parse_json(value: &serde_json::Value) -> Result<Micros, String> {
 /// lease that has already expired, a sleep of zero is a mistake.
 pub fn parse_positive_json(value: &serde_json::Value) -> Result<Micros, String> {
     match parse_json(value)? {
-        0 => Err(format!("is {value}, which is zero; write a positive duration such as \"30s\", or leave the field out")),
+        0 => {
+            Err(format!("is {value}, which is zero; write a positive duration such as \"30s\", or leave the field out"))
+        }
         us => Ok(us),
     }
 }

@@ -3,5 +3,5 @@
 
 pub mod definition;
 pub mod interval;
-pub mod retry;
 pub mod options;
+pub mod retry;

@@ -27,17 +27,18 @@ fn text(key: &str, v: &Value) -> Result<String, String> {
 }
 
 pub fn parse_start_options(value: &Value) -> Result<StartOptions, String> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| format!("options must be a JSON object, got {}", json_kind(value)))?;
+    let obj = value.as_object().ok_or_else(|| format!("options must be a JSON object, got {}", json_kind(value)))?;
     let mut o = StartOptions::default();
     for (key, v) in obj {
         match key.as_str() {
             "delay" => o.delay = Some(interval::parse_json(v).map_err(|e| format!("options.delay {e}"))?),
-            "timeout" => o.timeout = Some(interval::parse_positive_json(v).map_err(|e| format!("options.timeout {e}"))?),
+            "timeout" => {
+                o.timeout = Some(interval::parse_positive_json(v).map_err(|e| format!("options.timeout {e}"))?)
+            }
             "client_driven" => {
-                o.client_driven =
-                    v.as_bool().ok_or_else(|| format!("options.client_driven must be true or false, got {}", json_kind(v)))?
+                o.client_driven = v
+                    .as_bool()
+                    .ok_or_else(|| format!("options.client_driven must be true or false, got {}", json_kind(v)))?
             }
             "start_at" => o.start_at = Some(text(key, v)?),
             "queue" => o.queue = Some(text(key, v)?),

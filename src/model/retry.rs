@@ -37,49 +37,36 @@ pub enum Decision {
     Fail,
 }
 
-const FIELDS: &[&str] = &[
-    "max_attempts",
-    "initial_interval",
-    "backoff_coefficient",
-    "max_interval",
-    "jitter",
-    "non_retryable",
-];
+const FIELDS: &[&str] =
+    &["max_attempts", "initial_interval", "backoff_coefficient", "max_interval", "jitter", "non_retryable"];
 
 impl RetryPolicy {
     /// Reads a policy object; missing fields take their defaults. `field` is the path
     /// of the object for error messages (e.g. `retry`).
     pub fn from_json(value: &Value, field: &str) -> Result<RetryPolicy, String> {
-        let obj = value.as_object().ok_or_else(|| {
-            format!("field \"{field}\" must be an object, got {}", json_kind(value))
-        })?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| format!("field \"{field}\" must be an object, got {}", json_kind(value)))?;
         let mut policy = RetryPolicy::default();
         for (key, v) in obj {
             let path = format!("{field}.{key}");
             match key.as_str() {
                 "max_attempts" => {
-                    policy.max_attempts = v
-                        .as_i64()
-                        .filter(|n| (0..=i32::MAX as i64).contains(n))
-                        .ok_or_else(|| {
-                            format!("field \"{path}\" must be a whole number >= 0 (0 = unlimited), got {v}")
-                        })? as i32;
+                    policy.max_attempts = v.as_i64().filter(|n| (0..=i32::MAX as i64).contains(n)).ok_or_else(|| {
+                        format!("field \"{path}\" must be a whole number >= 0 (0 = unlimited), got {v}")
+                    })? as i32;
                 }
                 "initial_interval" => {
-                    policy.initial_interval = interval::parse_json(v)
-                        .map_err(|e| format!("field \"{path}\" {e}"))?;
+                    policy.initial_interval = interval::parse_json(v).map_err(|e| format!("field \"{path}\" {e}"))?;
                 }
                 "max_interval" => {
-                    policy.max_interval = interval::parse_json(v)
-                        .map_err(|e| format!("field \"{path}\" {e}"))?;
+                    policy.max_interval = interval::parse_json(v).map_err(|e| format!("field \"{path}\" {e}"))?;
                 }
                 "backoff_coefficient" => {
                     policy.backoff_coefficient = v
                         .as_f64()
                         .filter(|c| c.is_finite() && (1.0..=100.0).contains(c))
-                        .ok_or_else(|| {
-                            format!("field \"{path}\" must be a number from 1 to 100, got {v}")
-                        })?;
+                        .ok_or_else(|| format!("field \"{path}\" must be a number from 1 to 100, got {v}"))?;
                 }
                 "jitter" => {
                     policy.jitter = v
@@ -94,9 +81,9 @@ impl RetryPolicy {
                     policy.non_retryable = items
                         .iter()
                         .map(|t| {
-                            t.as_str().map(str::to_owned).ok_or_else(|| {
-                                format!("field \"{path}\" must hold only strings, got {t}")
-                            })
+                            t.as_str()
+                                .map(str::to_owned)
+                                .ok_or_else(|| format!("field \"{path}\" must hold only strings, got {t}"))
                         })
                         .collect::<Result<_, _>>()?;
                 }

@@ -4,8 +4,7 @@
 use postgres::{Client, NoTls};
 
 pub fn base_url() -> String {
-    std::env::var("PGWORKFLOW_TEST_URL")
-        .expect("PGWORKFLOW_TEST_URL is not set; run these tests through `make test`")
+    std::env::var("PGWORKFLOW_TEST_URL").expect("PGWORKFLOW_TEST_URL is not set; run these tests through `make test`")
 }
 
 /// A fresh database named `name` with pg_workflow created; returns its connection string.
@@ -21,7 +20,8 @@ pub fn fresh_database(name: &str) -> String {
 /// Runs `scripts/cluster.sh ACTION` on the test cluster (PGWORKFLOW_TEST_PGDATA):
 /// `restart` (fast shutdown, start) or `crash` (immediate shutdown, start).
 pub fn cluster(action: &str) {
-    let pgdata = std::env::var("PGWORKFLOW_TEST_PGDATA").expect("PGWORKFLOW_TEST_PGDATA is not set; run through `make test`");
+    let pgdata =
+        std::env::var("PGWORKFLOW_TEST_PGDATA").expect("PGWORKFLOW_TEST_PGDATA is not set; run through `make test`");
     let status = std::process::Command::new("scripts/cluster.sh")
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .args([action, &pgdata])

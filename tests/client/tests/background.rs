@@ -2,8 +2,8 @@
 //! here. Waits are on conditions (a notification, a row) with generous bounds, never a
 //! fixed sleep; the bounds only keep a broken build from hanging CI.
 
-use pg_workflow_client_tests::{base_url, cluster, connect, fresh_database};
 use fallible_iterator::FallibleIterator;
+use pg_workflow_client_tests::{base_url, cluster, connect, fresh_database};
 use postgres::Client;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,10 @@ fn listeners_hear_of_new_work_and_finished_executions() {
     let mut listener = connect(&url);
     listener.batch_execute("LISTEN workflow_activity_ready; LISTEN workflow_execution_finished").unwrap();
     let mut db = connect(&url);
-    db.batch_execute(r#"SELECT workflow_define('one', '{"steps": [{"name": "a", "activity": "t", "queue": "emails"}]}')"#).unwrap();
+    db.batch_execute(
+        r#"SELECT workflow_define('one', '{"steps": [{"name": "a", "activity": "t", "queue": "emails"}]}')"#,
+    )
+    .unwrap();
     let id: String = db.query_one("SELECT workflow_start('one')::text", &[]).unwrap().get(0);
     assert_eq!(next_notification(&mut listener, "workflow_activity_ready"), "emails");
     db.batch_execute("SELECT workflow_complete_activity(activity_id, '1') FROM workflow_claim('emails', 'w')").unwrap();
@@ -62,7 +65,10 @@ fn a_retry_and_an_expired_lease_come_back_without_anyone_dispatching() {
     )
     .unwrap();
     let outcome: String = db
-        .query_one("SELECT workflow_fail_activity(activity_id, '\"503\"', attempt) FROM workflow_claim('default', 'w')", &[])
+        .query_one(
+            "SELECT workflow_fail_activity(activity_id, '\"503\"', attempt) FROM workflow_claim('default', 'w')",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(outcome, "retrying");
@@ -76,10 +82,15 @@ fn a_retry_and_an_expired_lease_come_back_without_anyone_dispatching() {
             break;
         }
     }
-    let attempt: i32 = db.query_one("SELECT attempt FROM workflow_claim('default', 'w', 1, '200 milliseconds')", &[]).unwrap().get(0);
+    let attempt: i32 =
+        db.query_one("SELECT attempt FROM workflow_claim('default', 'w', 1, '200 milliseconds')", &[]).unwrap().get(0);
     assert_eq!(attempt, 2);
     // Attempt 2 is never finished: its lease expires and the dispatcher retries it.
-    wait_for(&mut db, "SELECT status = 'scheduled' AND error->>'type' = 'Timeout' FROM workflow_activity", "lease expiry");
+    wait_for(
+        &mut db,
+        "SELECT status = 'scheduled' AND error->>'type' = 'Timeout' FROM workflow_activity",
+        "lease expiry",
+    );
     assert_eq!(next_notification(&mut listener, "workflow_activity_ready"), "default");
 }
 
@@ -94,7 +105,10 @@ fn timers_and_await_work_without_dispatch() {
         .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
         .unwrap();
     assert_eq!(status["status"], "completed", "the await returns once the sleep has fired");
-    let sdk: String = db.query_one(r#"SELECT workflow_start('sdk', '{}', NULL, '{"client_driven": true}')::text"#, &[]).unwrap().get(0);
+    let sdk: String = db
+        .query_one(r#"SELECT workflow_start('sdk', '{}', NULL, '{"client_driven": true}')::text"#, &[])
+        .unwrap()
+        .get(0);
     let still: serde_json::Value = db
         .query_one("SELECT workflow_await($1::text::uuid, '50 milliseconds')::text", &[&sdk])
         .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
@@ -285,7 +299,11 @@ fn an_sql_step_times_out_and_a_long_one_does_not_stall_dispatch() {
     )
     .unwrap();
     let bounded: String = db.query_one("SELECT workflow_start('bounded')::text", &[]).unwrap().get(0);
-    wait_for(&mut db, &format!("SELECT status = 'failed' FROM workflow_execution WHERE id = '{bounded}'"), "the timeout");
+    wait_for(
+        &mut db,
+        &format!("SELECT status = 'failed' FROM workflow_execution WHERE id = '{bounded}'"),
+        "the timeout",
+    );
     let code: String = db
         .query_one(&format!("SELECT error->'error'->>'sqlstate' FROM workflow_execution WHERE id = '{bounded}'"), &[])
         .unwrap()
@@ -304,7 +322,11 @@ fn an_sql_step_times_out_and_a_long_one_does_not_stall_dispatch() {
     let long_status: String =
         db.query_one(&format!("SELECT status FROM workflow_execution WHERE id = '{long}'"), &[]).unwrap().get(0);
     assert_eq!(long_status, "running", "the timer fired while the long sql step was still running");
-    wait_for(&mut db, &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{long}'"), "the long step");
+    wait_for(
+        &mut db,
+        &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{long}'"),
+        "the long step",
+    );
 }
 
 #[test]
@@ -335,11 +357,18 @@ fn the_launcher_follows_settings_and_the_extension_coming_and_going() {
     let id: String = db.query_one("SELECT workflow_start('nap')::text", &[]).unwrap().get(0);
     wait_for(
         &mut db,
-        &format!("SELECT scheduled_at < now() - interval '2 seconds' FROM workflow_activity WHERE execution_id = '{id}'"),
+        &format!(
+            "SELECT scheduled_at < now() - interval '2 seconds' FROM workflow_activity WHERE execution_id = '{id}'"
+        ),
         "the sleep to be overdue by two passes",
     );
-    let paused: String = db.query_one(&format!("SELECT status FROM workflow_execution WHERE id = '{id}'"), &[]).unwrap().get(0);
+    let paused: String =
+        db.query_one(&format!("SELECT status FROM workflow_execution WHERE id = '{id}'"), &[]).unwrap().get(0);
     set_system(&mut admin, "RESET workflow.enabled");
     assert_eq!(paused, "running", "nothing moved while workflow.enabled was off");
-    wait_for(&mut db, &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{id}'"), "dispatch to resume");
+    wait_for(
+        &mut db,
+        &format!("SELECT status = 'completed' FROM workflow_execution WHERE id = '{id}'"),
+        "dispatch to resume",
+    );
 }

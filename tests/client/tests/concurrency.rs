@@ -107,10 +107,8 @@ fn thousand_three_step_executions_with_four_workers() {
     }
 
     let mut db = connect(&url);
-    let completed: i64 = db
-        .query_one("SELECT count(*) FROM workflow_execution WHERE status = 'completed'", &[])
-        .unwrap()
-        .get(0);
+    let completed: i64 =
+        db.query_one("SELECT count(*) FROM workflow_execution WHERE status = 'completed'", &[]).unwrap().get(0);
     assert_eq!(completed, EXECUTIONS, "every execution completes");
     let journal = db
         .query_one(
@@ -147,10 +145,7 @@ fn thousand_three_step_executions_with_four_workers() {
         assert_eq!(list.iter().filter(|c| c.completed).count(), 1, "activity {activity} completed once");
         retried += list.len() - 1;
     }
-    let final_attempts: i64 = db
-        .query_one("SELECT sum(attempt) FROM workflow_activity", &[])
-        .unwrap()
-        .get::<_, i64>(0);
+    let final_attempts: i64 = db.query_one("SELECT sum(attempt) FROM workflow_activity", &[]).unwrap().get::<_, i64>(0);
     assert_eq!(final_attempts as usize, claims.len(), "the journal counts every claim the workers saw");
     eprintln!("{} claims, {retried} retried attempts, {} executions", claims.len(), EXECUTIONS);
 }
@@ -169,7 +164,8 @@ fn concurrent_starts_with_one_key_create_one_execution() {
                 let mut db = connect(&url);
                 let mut tx = db.transaction().unwrap();
                 barrier.wait();
-                let id: String = tx.query_one("SELECT workflow_start('once', '{}', 'same-key')::text", &[]).unwrap().get(0);
+                let id: String =
+                    tx.query_one("SELECT workflow_start('once', '{}', 'same-key')::text", &[]).unwrap().get(0);
                 tx.commit().unwrap();
                 id
             })
@@ -195,7 +191,9 @@ fn expired_lease_moves_to_another_worker_and_fences_the_first() {
            SELECT workflow_start('leased');"#,
     )
     .unwrap();
-    let row = w1.query_one("SELECT activity_id::text, attempt FROM workflow_claim('default', 'w1', 1, '50 milliseconds')", &[]).unwrap();
+    let row = w1
+        .query_one("SELECT activity_id::text, attempt FROM workflow_claim('default', 'w1', 1, '50 milliseconds')", &[])
+        .unwrap();
     let (activity, attempt): (String, i32) = (row.get(0), row.get(1));
     // Wait on the condition itself (the lease is past), not on a guess of how long it takes.
     let start = Instant::now();
@@ -225,7 +223,8 @@ fn expired_lease_moves_to_another_worker_and_fences_the_first() {
         thread::sleep(Duration::from_millis(5));
     };
     assert_eq!(second, attempt + 1);
-    let late = w1.query_one("SELECT workflow_complete_activity($1::text::uuid, '\"late\"', $2)", &[&activity, &attempt]);
+    let late =
+        w1.query_one("SELECT workflow_complete_activity($1::text::uuid, '\"late\"', $2)", &[&activity, &attempt]);
     let code = late.expect_err("the first worker is fenced out").code().cloned();
     assert_eq!(code, Some(SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE));
     let done: bool = w2

@@ -92,7 +92,10 @@ fn executions_survive_killed_workers_terminated_backends_and_a_crash_restart() {
         )
         .unwrap();
     connect(&url)
-        .execute("SELECT count(workflow_start('sturdy', jsonb_build_object('n', g))) FROM generate_series(1, $1::int8) g", &[&executions])
+        .execute(
+            "SELECT count(workflow_start('sturdy', jsonb_build_object('n', g))) FROM generate_series(1, $1::int8) g",
+            &[&executions],
+        )
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(240 * (executions as u64 / 3000).max(1));
     let done = Arc::new(AtomicBool::new(false));

@@ -12,7 +12,8 @@ fn readme_cron_lines() -> Vec<((u32, u32), String)> {
     let mut version = None;
     for line in readme.lines() {
         if let Some(rest) = line.strip_prefix("-- pg_cron ") {
-            let v: Vec<u32> = rest.split_whitespace().next().unwrap_or("").split('.').filter_map(|p| p.parse().ok()).collect();
+            let v: Vec<u32> =
+                rest.split_whitespace().next().unwrap_or("").split('.').filter_map(|p| p.parse().ok()).collect();
             version = Some((v[0], v[1]));
         } else if line.starts_with("SELECT cron.schedule(") {
             lines.push((version.expect("a pg_cron line without a version comment above it"), line.to_owned()));
@@ -27,7 +28,8 @@ fn the_readme_pg_cron_lines_work_with_the_installed_pg_cron() {
     assert!(lines.len() >= 2, "the README gives a line for pg_cron 1.4 and one for later versions");
     let mut cron = connect(&format!("{} dbname=postgres", base_url()));
     cron.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron").unwrap();
-    let installed: String = cron.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'", &[]).unwrap().get(0);
+    let installed: String =
+        cron.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'", &[]).unwrap().get(0);
     let parts: Vec<u32> = installed.split(['.', '-']).filter_map(|p| p.parse().ok()).collect();
     let installed = (parts[0], parts[1]);
     for (needs, line) in &lines {
@@ -39,7 +41,8 @@ fn the_readme_pg_cron_lines_work_with_the_installed_pg_cron() {
             let message = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string());
             assert!(message.contains("invalid schedule"), "{message}");
         }
-        cron.batch_execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'pg_workflow_dispatch'").unwrap();
+        cron.batch_execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'pg_workflow_dispatch'")
+            .unwrap();
     }
     // The command the lines schedule, in a database with pg_workflow.
     let command = lines[0].1.split(", '").nth(2).unwrap().trim_end_matches("');").to_owned();

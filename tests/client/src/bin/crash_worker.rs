@@ -14,9 +14,10 @@ fn main() {
     let Ok(mut db) = Client::connect(&format!("{url} application_name=pgw-crash-worker"), NoTls) else { return };
     let mut out = std::io::stdout().lock();
     loop {
-        let Ok(claimed) =
-            db.query("SELECT activity_id::text, attempt FROM workflow_claim('default', 'crash-process', 3, '1 second')", &[])
-        else {
+        let Ok(claimed) = db.query(
+            "SELECT activity_id::text, attempt FROM workflow_claim('default', 'crash-process', 3, '1 second')",
+            &[],
+        ) else {
             return;
         };
         if claimed.is_empty() {
@@ -31,7 +32,10 @@ fn main() {
             std::thread::sleep(Duration::from_millis(2)); // the work: a window to be killed in
             let output = format!(r#"{{"activity": "{activity}", "attempt": {attempt}}}"#);
             if db
-                .query_one("SELECT workflow_complete_activity($1::text::uuid, $2::text::jsonb, $3)", &[&activity, &output, &attempt])
+                .query_one(
+                    "SELECT workflow_complete_activity($1::text::uuid, $2::text::jsonb, $3)",
+                    &[&activity, &output, &attempt],
+                )
                 .is_err()
             {
                 return; // stale claim or a lost connection: a new process takes over
