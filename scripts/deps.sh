@@ -25,6 +25,12 @@ for component in rustfmt clippy; do
         rustup component add "$component"
     fi
 done
+# pgspot (PyPI): checks the generated install script and the upgrade scripts for
+# search_path pitfalls (make test).
+if ! pgspot --version 2>/dev/null | grep -q "0.9.4"; then
+    echo "==> pip install pgspot==0.9.4"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pgspot==0.9.4
+fi
 if ! cargo pgrx --version 2>/dev/null | grep -q "0.18.1"; then
     echo "==> installing cargo-pgrx 0.18.1 (takes a few minutes, once)"
     cargo install cargo-pgrx --version 0.18.1 --locked

@@ -45,16 +45,16 @@ extension_sql_file!("roles.sql", name = "roles", requires = ["tenancy"]);
 extension_sql!(
     r#"
 DO $$
-DECLARE f regprocedure;
+DECLARE f pg_catalog.regprocedure;
 BEGIN
     FOR f IN
-        SELECT d.objid::regprocedure FROM pg_catalog.pg_depend d
-        JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-        WHERE d.classid = 'pg_catalog.pg_proc'::regclass
-          AND d.refclassid = 'pg_catalog.pg_extension'::regclass
-          AND e.extname = 'pg_workflow'
+        SELECT d.objid::pg_catalog.regprocedure FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_extension e ON e.oid OPERATOR(pg_catalog.=) d.refobjid
+        WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+          AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+          AND e.extname OPERATOR(pg_catalog.=) 'pg_workflow'
     LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
 END
 $$;
