@@ -1,7 +1,7 @@
-// Security of the session the engine runs in (DESIGN §6): user SQL run by the engine
-// leaves no settings behind, and the engine's own statements ignore the caller's
-// search_path. Driven through workflow_dispatch(), which runs due sql steps in this
-// backend, so the step and the checks share one session.
+// Security of the session the engine runs in (README: Guarantees and security): user SQL
+// run by the engine leaves no settings behind, and the engine's own statements ignore the
+// caller's search_path. Driven through workflow_dispatch(), which runs due sql steps in
+// this backend, so the step and the checks share one session.
 
 fn define_as(role: &str, name: &str, definition: &str) {
     run(&format!("SET ROLE {role}"));

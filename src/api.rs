@@ -1,6 +1,7 @@
-//! The SQL API of DESIGN §3: thin wrappers that check nothing themselves and hand every
-//! argument, NULLs included, to the engine. Arguments are `Option` so that a NULL gets
-//! a 22023 naming the argument instead of a silent NULL result from a STRICT function.
+//! The SQL API of the README: thin wrappers over the engine. Arguments are `Option` so
+//! that a NULL gets a 22023 naming the argument (the README's NULL rule) instead of a
+//! silent NULL result from a STRICT function; wrappers check the arguments whose NULL has
+//! no meaning, in their order, and hand the rest to the engine.
 //!
 //! Every call goes through `call`: it notes the calling role, switches to the
 //! extension's owner (callers get no rights on the tables themselves) and resolves the

@@ -1,4 +1,4 @@
-//! Errors with the SQLSTATEs of DESIGN §3. Engine functions return `Result`; the SQL
+//! Errors with the SQLSTATEs of the README. Engine functions return `Result`; the SQL
 //! layer turns an `Err` into a Postgres ERROR, so a bad argument never panics.
 
 use pgrx::pg_sys::panic::ErrorReport;

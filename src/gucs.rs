@@ -1,5 +1,6 @@
-//! Settings (DESIGN §5). All reload on SIGHUP; none needs a restart. Limits are
-//! superuser-settable per session too (SUSET), so a test or a migration can change them.
+//! Settings (architecture: Processes and the wake-up path). All reload on SIGHUP; none
+//! needs a restart. Limits are superuser-settable per session too (SUSET), so a test or a
+//! migration can change them.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;

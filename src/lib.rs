@@ -4,7 +4,7 @@
 //! - `model`: definitions, intervals, retry policy, options — plain Rust, no Postgres;
 //! - schema (`schema.sql`): the four tables and their indexes;
 //! - `engine`: state transitions as SQL over SPI, in the caller's transaction;
-//! - `api`: the SQL functions of DESIGN §3, thin over the engine;
+//! - `api`: the SQL functions of the README, thin over the engine;
 //! - `dispatcher`: the background worker (launcher, dispatchers, sql runners), which
 //!   calls the engine; `wake` is the shared-memory mailbox between the two.
 
@@ -40,8 +40,9 @@ extension_sql_file!(
 );
 extension_sql_file!("roles.sql", name = "roles", requires = ["tenancy"]);
 
-// Nothing is granted to PUBLIC (DESIGN §6): Postgres grants EXECUTE on new functions to
-// PUBLIC by default, so take it back from every function of this extension.
+// Nothing is granted to PUBLIC (README: Guarantees and security): Postgres grants EXECUTE
+// on new functions to PUBLIC by default, so take it back from every function of this
+// extension.
 extension_sql!(
     r#"
 DO $$

@@ -1,10 +1,10 @@
--- Grant recipes (DESIGN §6): the three parts a role can play. Nothing is granted to
--- PUBLIC; a superuser (or the extension's owner) gives each role its part:
---   admin:   define workflows, cancel and retry executions, dispatch, read everything
---   starter: start executions, signal them, drive client-driven ones, read their status
---   worker:  claim, heartbeat, complete and fail activities
--- Roles get EXECUTE on functions and SELECT on tables, never write access to a table:
--- every change goes through the functions, which run as the owner.
+-- Grant recipes (README: Guarantees and security): the three parts a role can play.
+-- Nothing is granted to PUBLIC; a superuser (or the extension's owner) gives each role
+-- its part: admin:   define workflows, cancel and retry executions, dispatch, read
+-- everything starter: start executions, signal them, drive client-driven ones, read their
+-- status worker:  claim, heartbeat, complete and fail activities Roles get EXECUTE on
+-- functions and SELECT on tables, never write access to a table: every change goes
+-- through the functions, which run as the owner.
 CREATE FUNCTION workflow_grant(role regrole, part text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

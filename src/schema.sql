@@ -1,4 +1,4 @@
--- pg_workflow schema (DESIGN §1). Status values are text with CHECK constraints rather
+-- pg_workflow schema (architecture: Tables). Status values are text with CHECK constraints rather
 -- than enums so that later versions can add states with a plain ALTER. The two hot
 -- tables are queue-like (every row is updated a few times, then left alone): free space
 -- on each page keeps heartbeats HOT, and autovacuum is told to come early.
@@ -76,8 +76,8 @@ CREATE TABLE @extschema@.workflow_activity (
     priority         int         NOT NULL DEFAULT 0,
     -- when it becomes claimable; for a waiting sleep or signal step, when it is due
     scheduled_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    -- timeouts (DESIGN §4): start-to-close and heartbeat bound every lease; a step past
-    -- expires_at (schedule-to-close) fails for good
+    -- timeouts (architecture: Retries and timeouts): start-to-close and heartbeat bound
+    -- every lease; a step past expires_at (schedule-to-close) fails for good
     start_to_close    interval,
     heartbeat_timeout interval,
     expires_at        timestamptz,

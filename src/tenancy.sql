@@ -1,6 +1,6 @@
--- Tenant isolation (DESIGN §6; engine/tenancy.rs). A role bound here, and every role
--- that inherits its rights, acts for that tenant alone. Written only through
--- workflow_bind_tenant / workflow_unbind_tenant, which only superusers may call.
+-- Tenant isolation (README: Guarantees and security; engine/tenancy.rs). A role bound
+-- here, and every role that inherits its rights, acts for that tenant alone. Written only
+-- through workflow_bind_tenant / workflow_unbind_tenant, which only superusers may call.
 CREATE TABLE @extschema@.workflow_tenant_role (
     role      regrole     PRIMARY KEY,
     tenant_id text        NOT NULL CHECK (tenant_id OPERATOR(pg_catalog.<>) ''),

@@ -1,4 +1,5 @@
-//! Shared-memory wake-ups between backends and dispatchers (DESIGN §5).
+//! Shared-memory wake-ups between backends and dispatchers (architecture: Processes and
+//! the wake-up path).
 //!
 //! A transaction that creates work notes what it did (`post`); at commit, and only then,
 //! the notes go into a small shared mailbox and the database's dispatcher latch is set.

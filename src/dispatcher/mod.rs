@@ -1,6 +1,7 @@
-//! The background worker (DESIGN §5): a launcher that keeps one dispatcher per database
-//! with the extension, dispatchers that sleep until something is due or a backend wakes
-//! them, and per-database runners for `sql` steps, so a long step never stalls dispatch.
+//! The background worker (architecture: Processes and the wake-up path): a launcher that
+//! keeps one dispatcher per database with the extension, dispatchers that sleep until
+//! something is due or a backend wakes them, and per-database runners for `sql` steps,
+//! so a long step never stalls dispatch.
 //!
 //! Every process here works in short transactions and holds none while it sleeps.
 

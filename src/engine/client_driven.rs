@@ -1,4 +1,4 @@
-//! Client-driven executions (DESIGN §2): the client's own code decides the steps. It
+//! Client-driven executions (README: SQL API): the client's own code decides the steps. It
 //! schedules them by key (idempotent: a replay gets the same activity back), and is told
 //! through `ready_at` (and the `workflow_execution_ready` NOTIFY) when one finishes.
 

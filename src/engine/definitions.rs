@@ -64,7 +64,7 @@ pub fn check_type_name(field: &str, name: Option<&str>) -> Result<String> {
     }
 }
 
-/// Kinds the engine can run at this version; the validator accepts all of DESIGN §2.
+/// Kinds the engine can run at this version; the validator accepts every kind the README lists.
 fn check_supported(def: &Definition) -> Result<()> {
     for step in &def.steps {
         let unsupported = match (&step.kind, &step.map) {

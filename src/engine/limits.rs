@@ -1,5 +1,6 @@
-//! Payload limits: `workflow.max_payload_bytes` (DESIGN §5) bounds every input, output,
-//! error, heartbeat detail and signal payload, with SQLSTATE 54000.
+//! Payload limits: `workflow.max_payload_bytes` (README: the background worker's
+//! settings) bounds every input, output, error, heartbeat detail and signal payload,
+//! with SQLSTATE 54000.
 
 use crate::error::{Result, WorkflowError};
 use crate::gucs;

@@ -1,4 +1,4 @@
-//! Signals (DESIGN §1): buffered messages to an execution, each consumed once, oldest
+//! Signals (architecture: Tables): buffered messages to an execution, each consumed once, oldest
 //! first, by the first step that waits for its name — whether it came before or after
 //! the step began waiting.
 

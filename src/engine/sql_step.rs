@@ -1,5 +1,5 @@
-//! In-database `sql` steps (DESIGN §2, §6, §7). The step's statement runs with the
-//! rights of the role that defined the workflow, in a security-restricted context (no
+//! In-database `sql` steps (README: SQL API, Guarantees and security). The step's
+//! statement runs with the rights of the role that defined the workflow, in a security-restricted context (no
 //! SET ROLE, no temp objects), inside a subtransaction; its effects and the step's
 //! completion commit together, so it runs exactly once. An error rolls the
 //! subtransaction back and counts as a failed attempt, retried by the step's policy.

@@ -1,7 +1,7 @@
-//! Tenant isolation (DESIGN §6). A role is bound to a tenant in `workflow_tenant_role`;
-//! a caller acts for the tenant of the bound role it is, or inherits the rights of
-//! (`pg_has_role(.., 'USAGE')`), so `SET ROLE` binds a session. A caller bound to no
-//! tenant, and any superuser, acts for all of them.
+//! Tenant isolation (README: Guarantees and security). A role is bound to a tenant in
+//! `workflow_tenant_role`; a caller acts for the tenant of the bound role it is, or
+//! inherits the rights of (`pg_has_role(.., 'USAGE')`), so `SET ROLE` binds a session. A
+//! caller bound to no tenant, and any superuser, acts for all of them.
 //!
 //! The API's functions run their table work as the extension's owner, which RLS does
 //! not filter, so the checks here are what keeps a bound caller to its own tenant. They

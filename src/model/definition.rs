@@ -1,4 +1,4 @@
-//! Workflow definitions (DESIGN §2): the JSON a user passes to `workflow_define`,
+//! Workflow definitions (README: SQL API): the JSON a user passes to `workflow_define`,
 //! validated once, into a typed DAG the engine walks.
 //!
 //! Validation is strict (unknown fields are errors) so that a typo such as `depend_on`

@@ -1,4 +1,4 @@
-//! The `options` argument of `workflow_start` (DESIGN §3).
+//! The `options` argument of `workflow_start` (README: SQL API).
 
 use super::interval::{self, json_kind, Micros};
 use serde_json::Value;

@@ -1,4 +1,5 @@
-//! Retry policy (DESIGN §4, Temporal's field names) and the backoff it implies.
+//! Retry policy (architecture: Retries and timeouts, Temporal's field names) and the
+//! backoff it implies.
 
 use super::interval::{self, json_kind, Micros, MICROS_PER_SECOND};
 use serde_json::Value;

@@ -1,9 +1,9 @@
-//! Crash safety under load (DESIGN §7). Workers run 3,000 three-step executions
-//! while a chaos thread drops worker connections mid-activity, kills worker processes
-//! (src/bin/crash_worker.rs) with SIGKILL, terminates worker backends and
-//! dispatchers, and restarts Postgres with an immediate (crash) shutdown.
-//! Afterwards every execution has finished, no completed step's result is lost, and
-//! no step was claimed again after its completion was accepted.
+//! Crash safety under load (README: Guarantees and security). Workers run 3,000
+//! three-step executions while a chaos thread drops worker connections mid-activity,
+//! kills worker processes (src/bin/crash_worker.rs) with SIGKILL, terminates worker
+//! backends and dispatchers, and restarts Postgres with an immediate (crash) shutdown.
+//! Afterwards every execution has finished, no completed step's result is lost, and no
+//! step was claimed again after its completion was accepted.
 
 use pg_workflow_client_tests::{cluster, connect, fresh_database, Rng};
 use postgres::error::SqlState;

@@ -1,6 +1,7 @@
--- Privileges and tenant isolation (DESIGN §6): nothing for PUBLIC, three grant recipes
--- that give each role exactly its part, no write access to the tables, no way to run
--- code as the owner through the search_path, and tenants that cannot see each other.
+-- Privileges and tenant isolation (README: Guarantees and security): nothing for PUBLIC,
+-- three grant recipes that give each role exactly its part, no write access to the
+-- tables, no way to run code as the owner through the search_path, and tenants that
+-- cannot see each other.
 
 -- Runs a statement as a role: its first value, or the SQLSTATE and message (ids masked).
 CREATE FUNCTION as_role(r text, statement text) RETURNS text LANGUAGE plpgsql AS $$
