@@ -5,23 +5,15 @@
 //! whose lease expired and whose activity was claimed again cannot overwrite the new
 //! attempt's outcome.
 
-use super::execution::{self, Execution};
 use super::plan::{run, Statement};
-use super::{advance, arg, compensation, limits};
+use super::rows::{self, Execution, LockedActivity};
+use super::{advance, arg, limits};
 use crate::error::{Result, WorkflowError};
-use crate::model::retry::{Decision, RetryPolicy};
-use crate::wake;
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Uuid};
 use serde_json::{json, Value};
 
-static LOCK: Statement = Statement {
-    sql: "SELECT status, attempt, step_key, kind, retry, coalesce(lease_expires_at < now(), false), \
-                 scheduled_at <= now(), coalesce(expires_at < now(), false) \
-          FROM @extschema@.workflow_activity WHERE id = $1 FOR UPDATE",
-    args: &[UUIDOID],
-};
 // The common case in one statement: a task completed by its current claim (or by an
 // unfenced caller while it is running or scheduled). Anything else takes the slow path.
 static FAST_COMPLETE: Statement = Statement {
@@ -31,34 +23,6 @@ static FAST_COMPLETE: Statement = Statement {
             AND (($3::int4 IS NULL AND status IN ('running', 'scheduled')) OR (status = 'running' AND attempt = $3)) \
           RETURNING step_key",
     args: &[UUIDOID, JSONBOID, INT4OID],
-};
-static COMPLETE: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_activity \
-          SET status = 'completed', output = $2, finished_at = now(), lease_expires_at = NULL \
-          WHERE id = $1",
-    args: &[UUIDOID, JSONBOID],
-};
-static RETRY: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_activity \
-          SET status = 'scheduled', error = $2, scheduled_at = now() + $3::float8 * interval '1 microsecond', \
-              worker_id = NULL, lease_expires_at = NULL \
-          WHERE id = $1 \
-          RETURNING queue, kind, ((extract(epoch FROM scheduled_at) - 946684800) * 1000000)::int8",
-    args: &[UUIDOID, JSONBOID, INT8OID],
-};
-// A wait that timed out and may retry waits again: after the backoff, for its timeout.
-static REWAIT: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_activity \
-          SET error = $2, attempt = attempt + 1, \
-              scheduled_at = now() + $3::float8 * interval '1 microsecond' + coalesce(start_to_close, interval '0') \
-          WHERE id = $1",
-    args: &[UUIDOID, JSONBOID, INT8OID],
-};
-static FAIL: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_activity \
-          SET status = 'failed', error = $2, finished_at = now(), lease_expires_at = NULL \
-          WHERE id = $1",
-    args: &[UUIDOID, JSONBOID],
 };
 // Each heartbeat extends the lease by heartbeat_timeout, or else by the length it was
 // granted for, never past start-to-close or schedule-to-close.
@@ -75,46 +39,13 @@ static HEARTBEAT: Statement = Statement {
 static PEEK: Statement =
     Statement { sql: "SELECT status, attempt FROM @extschema@.workflow_activity WHERE id = $1", args: &[UUIDOID] };
 
-/// An activity row locked by this transaction.
-struct Locked {
-    id: Uuid,
-    status: String,
-    attempt: i32,
-    step_key: String,
-    kind: String,
-    retry: Value,
-    lease_expired: bool,
-    due: bool,
-    expired: bool,
-}
-
 fn required_id(field: &str, id: Option<Uuid>) -> Result<Uuid> {
     id.ok_or_else(|| WorkflowError::invalid(format!("{field} must not be NULL; pass the id workflow_claim returned")))
 }
 
-/// Locks the activity's execution, then the activity (the engine's lock order).
-fn lock(client: &mut SpiClient<'_>, id: Uuid) -> Result<(Execution, Locked)> {
-    let not_found = || WorkflowError::not_found(format!("workflow activity {id} does not exist"));
-    let exec = execution::lock_of_activity(client, id)?;
-    let rows = run(client, &LOCK, &[arg(id)])?;
-    let row = rows.into_iter().next().ok_or_else(not_found)?;
-    let act = Locked {
-        id,
-        status: row.get(1)?.unwrap_or_default(),
-        attempt: row.get(2)?.unwrap_or(0),
-        step_key: row.get(3)?.unwrap_or_default(),
-        kind: row.get(4)?.unwrap_or_default(),
-        retry: row.get::<JsonB>(5)?.map(|j| j.0).unwrap_or(Value::Null),
-        lease_expired: row.get(6)?.unwrap_or(false),
-        due: row.get(7)?.unwrap_or(false),
-        expired: row.get(8)?.unwrap_or(false),
-    };
-    Ok((exec, act))
-}
-
 /// Rejects a call from a worker whose claim is no longer the current one, saying what
 /// became of the activity.
-fn fence(exec: &Execution, act: &Locked, attempt: Option<i32>, verb: &str) -> Result<()> {
+fn fence(exec: &Execution, act: &LockedActivity, attempt: Option<i32>, verb: &str) -> Result<()> {
     let who = format!("activity {} (step \"{}\" of execution {})", act.id, act.step_key, exec.id);
     if act.kind != "task" || act.status == "waiting" {
         return Err(WorkflowError::conflict(format!(
@@ -154,40 +85,25 @@ fn fence(exec: &Execution, act: &Locked, attempt: Option<i32>, verb: &str) -> Re
     Err(WorkflowError::conflict(message).with_hint(hint))
 }
 
-/// Marks a locked activity completed (no checks; the caller decided).
-pub fn mark_completed(client: &mut SpiClient<'_>, id: Uuid, output: Value) -> Result<()> {
-    run(client, &COMPLETE, &[arg(id), arg(JsonB(output))])?;
-    Ok(())
-}
-
-/// What a step's completion or final failure means beyond its own row.
-fn after_step(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str) -> Result<()> {
-    if compensation::is_compensation(step_key) {
-        compensation::next(client, exec)
-    } else {
-        advance::advance_after(client, exec, step_key)
-    }
-}
-
 /// `workflow_complete_activity`: true if this call completed it, false if it was
 /// already completed or cancelled (a repeated or late call changes nothing).
 pub fn complete(client: &mut SpiClient<'_>, id: Option<Uuid>, output: Value, attempt: Option<i32>) -> Result<bool> {
     let id = required_id("activity_id", id)?;
     limits::check_payload("output", &output)?;
-    let exec = execution::lock_of_activity(client, id)?;
+    let exec = rows::lock_execution_of_activity(client, id)?;
     if let Some(row) = run(client, &FAST_COMPLETE, &[arg(id), arg(JsonB(output.clone())), arg(attempt)])?.next() {
         let step_key: String = row.get(1)?.unwrap_or_default();
-        after_step(client, &exec, &step_key)?;
+        advance::step_finished(client, &exec, &step_key, advance::Finished::Completed)?;
         return Ok(true);
     }
     // Slow path: say why not, or return false for a repeated or late call.
-    let (exec, act) = lock(client, id)?;
+    let (exec, act) = rows::lock_activity(client, id)?;
     if act.status == "completed" || act.status == "cancelled" {
         return Ok(false);
     }
     fence(&exec, &act, attempt, "complete")?;
-    mark_completed(client, id, output)?;
-    after_step(client, &exec, &act.step_key)?;
+    rows::mark_completed(client, id, output)?;
+    advance::step_finished(client, &exec, &act.step_key, advance::Finished::Completed)?;
     Ok(true)
 }
 
@@ -229,96 +145,6 @@ pub fn complete_many(
     Ok(done)
 }
 
-/// An error as stored: objects as given, a string becomes `{"message": ...}`.
-pub fn normalize_error(error: Value) -> Value {
-    match error {
-        Value::Object(_) => error,
-        Value::String(s) => json!({ "message": s }),
-        Value::Null => json!({ "message": "unknown error" }),
-        other => json!({ "message": other.to_string() }),
-    }
-}
-
-/// What happened to a failed attempt.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Retrying,
-    Failed,
-    /// The activity had been cancelled; nothing changed.
-    Cancelled,
-}
-
-impl Outcome {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Outcome::Retrying => "retrying",
-            Outcome::Failed => "failed",
-            Outcome::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Fails a step for good: its row, and then its execution (declared), its saga
-/// (compensation steps) or nothing but a wake-up (client-driven: the client decides).
-pub fn fail_for_good(
-    client: &mut SpiClient<'_>,
-    exec: &Execution,
-    id: Uuid,
-    step_key: &str,
-    error: Value,
-) -> Result<()> {
-    run(client, &FAIL, &[arg(id), arg(JsonB(error.clone()))])?;
-    if compensation::is_compensation(step_key) {
-        compensation::failed(client, exec)
-    } else if exec.definition.is_none() {
-        advance::advance(client, exec)
-    } else if exec.status == "running" {
-        execution::fail(client, exec, step_key, &error)
-    } else {
-        Ok(())
-    }
-}
-
-fn apply_failure(
-    client: &mut SpiClient<'_>,
-    exec: &Execution,
-    act: &Locked,
-    error: Value,
-    retryable: bool,
-) -> Result<Outcome> {
-    // Policies are validated at define time; an unreadable one falls back to the default.
-    let mut policy = RetryPolicy::from_json(&act.retry, "retry").unwrap_or_default();
-    let waits = act.status == "waiting";
-    if waits && act.retry.as_object().is_none_or(|o| o.is_empty()) {
-        policy.max_attempts = 1;
-    }
-    let error_type = error.get("type").and_then(Value::as_str);
-    // Failing an activity nobody claimed yet still uses up its first attempt.
-    match policy.decide(act.attempt.max(1), error_type, retryable, super::unit_random()) {
-        Decision::RetryAfter(delay) if waits => {
-            run(client, &REWAIT, &[arg(act.id), arg(JsonB(error)), arg(delay)])?;
-            wake::wake_at_commit();
-            Ok(Outcome::Retrying)
-        }
-        Decision::RetryAfter(delay) => {
-            let rows = run(client, &RETRY, &[arg(act.id), arg(JsonB(error)), arg(delay)])?;
-            if let Some(row) = rows.into_iter().next() {
-                let (queue, kind): (Option<String>, Option<String>) = (row.get(1)?, row.get(2)?);
-                if kind.as_deref() == Some("task") {
-                    wake::queue_ready(&queue.unwrap_or_default(), row.get::<i64>(3)?.unwrap_or(0));
-                } else {
-                    wake::wake_at_commit();
-                }
-            }
-            Ok(Outcome::Retrying)
-        }
-        Decision::Fail => {
-            fail_for_good(client, exec, act.id, &act.step_key, error)?;
-            Ok(Outcome::Failed)
-        }
-    }
-}
-
 /// `workflow_fail_activity`.
 pub fn fail(
     client: &mut SpiClient<'_>,
@@ -326,22 +152,22 @@ pub fn fail(
     error: Option<Value>,
     attempt: Option<i32>,
     retryable: Option<bool>,
-) -> Result<Outcome> {
+) -> Result<advance::Outcome> {
     let id = required_id("activity_id", id)?;
-    let error = normalize_error(error.unwrap_or(Value::Null));
+    let error = advance::normalize_error(error.unwrap_or(Value::Null));
     limits::check_payload("error", &error)?;
-    let (exec, act) = lock(client, id)?;
+    let (exec, act) = rows::lock_activity(client, id)?;
     if act.status == "cancelled" {
-        return Ok(Outcome::Cancelled);
+        return Ok(advance::Outcome::Cancelled);
     }
     fence(&exec, &act, attempt, "fail")?;
-    apply_failure(client, &exec, &act, error, retryable.unwrap_or(true))
+    advance::apply_failure(client, &exec, &act, error, retryable.unwrap_or(true))
 }
 
 /// Turns an expired lease into a failed attempt of type `Timeout`. Re-checked under
 /// lock: a heartbeat or completion that got there first wins. True if it expired.
 pub fn expire_lease(client: &mut SpiClient<'_>, id: Uuid, attempt: i32) -> Result<bool> {
-    let (exec, act) = lock(client, id)?;
+    let (exec, act) = rows::lock_activity(client, id)?;
     if act.status != "running" || act.attempt != attempt || !act.lease_expired {
         return Ok(false);
     }
@@ -349,61 +175,47 @@ pub fn expire_lease(client: &mut SpiClient<'_>, id: Uuid, attempt: i32) -> Resul
         "type": "Timeout",
         "message": format!("attempt {attempt} timed out: its lease expired before the worker completed, failed or heartbeat it"),
     });
-    apply_failure(client, &exec, &act, error, true)?;
+    advance::apply_failure(client, &exec, &act, error, true)?;
     Ok(true)
 }
 
 /// Fails for good a step past its schedule-to-close deadline. True if it did.
 pub fn expire_schedule_to_close(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
-    let (exec, act) = lock(client, id)?;
+    let (exec, act) = rows::lock_activity(client, id)?;
     if !matches!(act.status.as_str(), "scheduled" | "running") || !act.expired {
         return Ok(false);
     }
     let error = json!({"type": "Timeout", "message": format!("step \"{}\" passed its schedule_to_close deadline", act.step_key)});
-    fail_for_good(client, &exec, id, &act.step_key, error)?;
+    advance::fail_for_good(client, &exec, id, &act.step_key, error)?;
     Ok(true)
 }
 
 /// A sleep or a signal wait whose time has come: the sleep completes, the signal wait
 /// times out (type `Timeout`, retried only by an explicit policy). True if it moved.
 pub fn fire_due_wait(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
-    let (exec, act) = lock(client, id)?;
+    let (exec, act) = rows::lock_activity(client, id)?;
     if act.status != "waiting" || !act.due {
         return Ok(false);
     }
     match act.kind.as_str() {
         "sleep" => {
-            mark_completed(client, id, Value::Null)?;
-            advance::advance(client, &exec)?;
+            rows::mark_completed(client, id, Value::Null)?;
+            advance::step_finished(client, &exec, &act.step_key, advance::Finished::Completed)?;
         }
         _ => {
             let what = if act.kind == "signal" { "signal" } else { "child workflow" };
             let error = json!({"type": "Timeout", "message": format!("step \"{}\" timed out waiting for its {what}", act.step_key)});
-            apply_failure(client, &exec, &act, error, true)?;
+            advance::apply_failure(client, &exec, &act, error, true)?;
         }
     }
     Ok(true)
 }
 
-static STATUS: Statement = Statement {
-    sql: "SELECT status, scheduled_at <= now() FROM @extschema@.workflow_activity WHERE id = $1 FOR UPDATE",
-    args: &[UUIDOID],
-};
-
-/// Locks an activity whose execution the caller has locked: its status and whether it is due.
-pub fn lock_status(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<(String, bool)>> {
-    let rows = run(client, &STATUS, &[arg(id)])?;
-    match rows.into_iter().next() {
-        Some(row) => Ok(Some((row.get(1)?.unwrap_or_default(), row.get(2)?.unwrap_or(false)))),
-        None => Ok(None),
-    }
-}
-
 /// A failed run of an sql step (execution and activity locked by the caller).
 pub fn fail_locked_sql(client: &mut SpiClient<'_>, exec: &Execution, id: Uuid, error: Value) -> Result<()> {
-    let (_, act) = lock(client, id)?;
+    let (_, act) = rows::lock_activity(client, id)?;
     if exec.status == "running" && act.status == "scheduled" {
-        apply_failure(client, exec, &act, error, true)?;
+        advance::apply_failure(client, exec, &act, error, true)?;
     }
     Ok(())
 }

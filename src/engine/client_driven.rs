@@ -2,10 +2,10 @@
 //! schedules them by key (idempotent: a replay gets the same activity back), and is told
 //! through `ready_at` (and the `workflow_execution_ready` NOTIFY) when one finishes.
 
-use super::execution;
 use super::plan::{run, Statement};
-use super::steps::{self, Scheduled};
+use super::schedule::Scheduled;
 use super::{advance, arg, compensation, limits};
+use super::{execution, rows};
 use crate::error::{Result, WorkflowError};
 use crate::model::definition::parse_client_step;
 use pgrx::pg_sys::BuiltinOid::*;
@@ -51,7 +51,7 @@ pub fn schedule_activity(
     limits::check_payload("input", &input)?;
     let step =
         parse_client_step(activity_type, &options.unwrap_or_else(|| json!({}))).map_err(WorkflowError::invalid)?;
-    let exec = execution::lock(client, execution_id)?;
+    let exec = rows::lock_execution(client, execution_id)?;
     if let Some(existing) = find(client, execution_id, step_key)? {
         return Ok(existing); // a replay: same key, same activity, whatever state it is in
     }
@@ -68,7 +68,7 @@ pub fn schedule_activity(
         )));
     }
     run(client, &CLEAR_READY, &[arg(execution_id)])?;
-    if steps::schedule(client, &exec, &step, step_key, Some(input))? == Scheduled::CompletedAtOnce {
+    if advance::schedule_step(client, &exec, &step, step_key, Some(input))? == Scheduled::CompletedAtOnce {
         advance::advance(client, &exec)?;
     }
     find(client, execution_id, step_key)?

@@ -5,8 +5,8 @@
 //! `workflow_execution.compensation` records `running`, `completed` or `failed`.
 
 use super::arg;
-use super::execution::Execution;
 use super::plan::{run, Statement};
+use super::rows::Execution;
 use crate::error::Result;
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;

@@ -3,6 +3,7 @@
 //! future `scheduled_at` simply becomes claimable when its time comes.
 
 use super::plan::{run, Statement};
+use super::rows;
 use super::{activity, arg, execution, sql_step};
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::BuiltinOid::*;
@@ -43,12 +44,12 @@ fn ids(client: &mut SpiClient<'_>, stmt: &'static Statement, limit: i32) -> Resu
 
 /// Fails a running execution whose workflow timeout has passed. True if it did.
 fn time_out_execution(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
-    let exec = execution::lock(client, id)?;
+    let exec = rows::lock_execution(client, id)?;
     if exec.status != "running" {
         return Ok(false);
     }
     let error = json!({"type": "Timeout", "message": format!("execution {id} passed its workflow timeout")});
-    execution::close(client, &exec, "failed", error)?;
+    super::advance::close(client, &exec, "failed", error)?;
     Ok(true)
 }
 

@@ -18,10 +18,12 @@ pub mod limits;
 pub mod notify;
 pub mod plan;
 pub mod privileges;
+pub mod rows;
+pub mod schedule;
 pub mod signal;
 pub mod sql_step;
 pub mod status;
-pub mod steps;
+
 pub mod tenancy;
 
 use pgrx::datum::DatumWithOid;

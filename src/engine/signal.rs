@@ -2,9 +2,9 @@
 //! first, by the first step that waits for its name — whether it came before or after
 //! the step began waiting.
 
-use super::execution;
 use super::plan::{run, Statement};
-use super::{activity, advance, arg};
+use super::rows;
+use super::{advance, arg};
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
@@ -21,14 +21,6 @@ static EXISTING: Statement = Statement {
     sql: "SELECT id FROM @extschema@.workflow_signal WHERE execution_id = $1 AND idempotency_key = $2",
     args: &[UUIDOID, TEXTOID],
 };
-static CONSUME: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_signal s SET consumed_at = now(), consumed_by = $3 \
-          WHERE s.id = (SELECT id FROM @extschema@.workflow_signal \
-                        WHERE execution_id = $1 AND name = $2 AND consumed_at IS NULL \
-                        ORDER BY created_at, id LIMIT 1 FOR UPDATE) \
-          RETURNING s.payload",
-    args: &[UUIDOID, TEXTOID, TEXTOID],
-};
 static WAITER: Statement = Statement {
     sql: "SELECT id, step_key FROM @extschema@.workflow_activity \
           WHERE execution_id = $1 AND kind = 'signal' AND status = 'waiting' AND activity_type = $2 \
@@ -37,15 +29,6 @@ static WAITER: Statement = Statement {
 };
 
 pub const MAX_NAME_LEN: usize = 200;
-
-/// Takes the oldest unconsumed signal `name` for step `step_key`; its payload if any.
-pub fn consume(client: &mut SpiClient<'_>, execution_id: Uuid, name: &str, step_key: &str) -> Result<Option<Value>> {
-    let rows = run(client, &CONSUME, &[arg(execution_id), arg(name), arg(step_key)])?;
-    match rows.into_iter().next() {
-        Some(row) => Ok(Some(row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null))),
-        None => Ok(None),
-    }
-}
 
 /// `workflow_signal`: buffers the signal and wakes a step waiting for it.
 pub fn send(
@@ -66,7 +49,7 @@ pub fn send(
     };
     let payload = payload.unwrap_or(Value::Null);
     crate::engine::limits::check_payload("payload", &payload)?;
-    let exec = execution::lock(client, execution_id)?;
+    let exec = rows::lock_execution(client, execution_id)?;
     if !matches!(exec.status.as_str(), "running" | "pending") {
         return Err(WorkflowError::conflict(format!(
             "cannot signal execution {execution_id}: it is already {}",
@@ -113,9 +96,9 @@ pub fn send(
         .map(|r| -> Result<(Uuid, String)> { Ok((r.get(1)?.unwrap_or(id), r.get(2)?.unwrap_or_default())) })
         .transpose()?;
     if let Some((step_id, step_key)) = waiter {
-        if let Some(payload) = consume(client, execution_id, name, &step_key)? {
-            activity::mark_completed(client, step_id, payload)?;
-            advance::advance(client, &exec)?;
+        if let Some(payload) = rows::consume_signal(client, execution_id, name, &step_key)? {
+            rows::mark_completed(client, step_id, payload)?;
+            advance::step_finished(client, &exec, &step_key, advance::Finished::Completed)?;
         }
     }
     Ok(id)

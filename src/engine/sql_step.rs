@@ -4,8 +4,8 @@
 //! completion commit together, so it runs exactly once. An error rolls the
 //! subtransaction back and counts as a failed attempt, retried by the step's policy.
 
-use super::execution;
 use super::plan::{run, Statement};
+use super::rows;
 use super::{activity, arg};
 use crate::error::{Result, WorkflowError};
 use crate::model::definition::StepKind;
@@ -196,8 +196,8 @@ pub fn run_one(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     let input = row.get::<JsonB>(3)?.map(|j| j.0).unwrap_or(Value::Null);
     let owner: pg_sys::Oid = row.get(6)?.unwrap_or(pg_sys::Oid::INVALID);
     // The engine's lock order: execution, then the activity (re-checked under lock).
-    let exec = execution::lock(client, exec_id)?;
-    let Some((status, due)) = activity::lock_status(client, id)? else { return Ok(false) };
+    let exec = rows::lock_execution(client, exec_id)?;
+    let Some((status, due)) = rows::lock_activity_status(client, id)? else { return Ok(false) };
     if status != "scheduled" || !due || exec.status != "running" {
         return Ok(false);
     }
@@ -212,8 +212,8 @@ pub fn run_one(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     });
     match outcome {
         Ok(output) => {
-            activity::mark_completed(client, id, output)?;
-            super::advance::advance_after(client, &exec, &step_key)?;
+            rows::mark_completed(client, id, output)?;
+            super::advance::step_finished(client, &exec, &step_key, super::advance::Finished::Completed)?;
         }
         Err(error) => activity::fail_locked_sql(client, &exec, id, error)?,
     }

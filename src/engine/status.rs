@@ -1,8 +1,8 @@
 //! `workflow_status`: the execution and every step, including ones not started yet.
 
 use super::arg;
-use super::execution;
 use super::plan::{run, Statement};
+use super::rows;
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
@@ -36,7 +36,7 @@ pub fn status(client: &mut SpiClient<'_>, id: Option<Uuid>) -> Result<Value> {
         .ok_or_else(|| WorkflowError::not_found(format!("workflow execution {id} does not exist")))?;
     let mut status = row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null);
     // Declared steps without a row yet are listed as pending, in definition order.
-    let definition = execution::read(client, id)?.definition;
+    let definition = rows::read_execution(client, id)?.definition;
     if let (Some(def), Some(steps)) = (definition, status.get_mut("steps").and_then(Value::as_array_mut)) {
         for step in &def.steps {
             let started = steps.iter().any(|s| s.get("step_key").and_then(Value::as_str) == Some(step.name.as_str()));

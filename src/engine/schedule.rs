@@ -1,9 +1,10 @@
 //! Scheduling a step of any kind: its activity row, and what the kind does at once
-//! (consume a buffered signal, start a child, fan out a map).
+//! (consume a buffered signal, fan out a map). What needs a transition (failing the step,
+//! starting its child) is returned to `advance::schedule_step`, which does it.
 
-use super::execution::{self, Execution};
+use super::arg;
 use super::plan::{run, Statement};
-use super::{activity, arg, signal};
+use super::rows::{self, Execution};
 use crate::error::Result;
 use crate::model::definition::{Sleep, Step, StepKind};
 use crate::model::interval::Micros;
@@ -15,14 +16,19 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// What scheduling did.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Scheduled {
     /// The row exists and waits for a worker, a timer, a signal or a child.
     Open,
     /// The step is already complete (a buffered signal, a map over `[]`).
     CompletedAtOnce,
-    /// The step failed for good, and with it the execution.
+    /// The step failed for good, and with it the execution (returned by
+    /// `advance::schedule_step` once it has failed the step).
     Failed,
+    /// The step cannot run: fail it for good with this error (its row exists).
+    FailAtOnce { id: pgrx::Uuid, error: Value },
+    /// A `workflow` step's row exists: its child must be started (or resumed).
+    StartChild { id: pgrx::Uuid, workflow_type: String, input: Value },
     /// A row for this step key existed already (a replay); nothing changed.
     Existed,
 }
@@ -215,7 +221,7 @@ pub fn schedule(
                 return Ok(Scheduled::Existed);
             };
             let text = input.get("input").and_then(|i| i.get(field)).and_then(Value::as_str);
-            match text.map(|t| execution::parse_timestamptz(&format!("input.{field}"), t)) {
+            match text.map(|t| rows::parse_timestamptz(&format!("input.{field}"), t)) {
                 Some(Ok(due)) => {
                     run(client, &SET_DUE, &[arg(id), arg(due)])?;
                     Ok(Scheduled::Open)
@@ -225,8 +231,7 @@ pub fn schedule(
                         "type": "InvalidSleep",
                         "message": format!("step \"{key}\" sleeps until input field \"{field}\", which is not a timestamp"),
                     });
-                    activity::fail_for_good(client, exec, id, key, error)?;
-                    Ok(Scheduled::Failed)
+                    Ok(Scheduled::FailAtOnce { id, error })
                 }
             }
         }
@@ -236,9 +241,9 @@ pub fn schedule(
             else {
                 return Ok(Scheduled::Existed);
             };
-            match signal::consume(client, exec.id, name, key)? {
+            match rows::consume_signal(client, exec.id, name, key)? {
                 Some(payload) => {
-                    activity::mark_completed(client, id, payload)?;
+                    rows::mark_completed(client, id, payload)?;
                     Ok(Scheduled::CompletedAtOnce)
                 }
                 None => Ok(Scheduled::Open),
@@ -251,13 +256,7 @@ pub fn schedule(
             else {
                 return Ok(Scheduled::Existed);
             };
-            match execution::start_child(client, workflow_type, input, exec.id, key)? {
-                execution::Child::Running => Ok(Scheduled::Open),
-                execution::Child::Undefined(error) => {
-                    activity::fail_for_good(client, exec, id, key, error)?;
-                    Ok(Scheduled::Failed)
-                }
-            }
+            Ok(Scheduled::StartChild { id, workflow_type: workflow_type.clone(), input })
         }
     }
 }
@@ -281,12 +280,11 @@ fn schedule_map(client: &mut SpiClient<'_>, exec: &Execution, step: &Step, key: 
                 "type": "MapError",
                 "message": format!("step \"{key}\" maps over the output of \"{source}\", which is {got}, not an array"),
             });
-            activity::fail_for_good(client, exec, id, key, error)?;
-            return Ok(Scheduled::Failed);
+            return Ok(Scheduled::FailAtOnce { id, error });
         }
     };
     if items == 0 {
-        activity::mark_completed(client, id, json!([]))?;
+        rows::mark_completed(client, id, json!([]))?;
         return Ok(Scheduled::CompletedAtOnce);
     }
     // Items may exist already: the ones that completed before a workflow_retry.
