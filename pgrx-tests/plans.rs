@@ -101,7 +101,7 @@ fn exercise_the_engine() {
         crate::engine::dispatch::next_due(c).unwrap();
         crate::engine::dispatch::sql_due(c).unwrap();
         crate::engine::dispatch::purge(c, 1, 10).unwrap();
-        crate::engine::notify::send(c, vec!["plan_test".into()], vec!["x".into()], true).unwrap();
+        crate::engine::notices::send(c, vec!["plan_test".into()], vec!["x".into()], true).unwrap();
     });
 }
 

@@ -36,7 +36,7 @@ fn json(v: Option<JsonB>) -> Option<Value> {
 }
 
 /// Reads an optional jsonb argument; unreadable JSON is a 22023 naming `field`.
-fn arg(field: &str, v: Option<JsonbArg>) -> Result<Option<Value>> {
+fn json_arg(field: &str, v: Option<JsonbArg>) -> Result<Option<Value>> {
     v.map(|j| j.into_value(field)).transpose()
 }
 
@@ -57,7 +57,7 @@ fn activity_id(id: Option<Uuid>) -> Result<Uuid> {
 
 /// A jsonb argument that must not be NULL (JSON `null` is a value, SQL NULL is not).
 fn required_json(field: &str, v: Option<JsonbArg>, instead: &str) -> Result<Value> {
-    required(field, arg(field, v)?, instead)
+    required(field, json_arg(field, v)?, instead)
 }
 
 /// Stores a declared workflow; returns its version (the same one for an identical definition).
@@ -65,7 +65,7 @@ fn required_json(field: &str, v: Option<JsonbArg>, instead: &str) -> Result<Valu
 fn workflow_define(name: Option<&str>, definition: Option<JsonbArg>) -> i32 {
     call(|c, caller| {
         tenancy::require_unbound(caller, "workflow_define")?;
-        definitions::define(c, caller.role, name, arg("definition", definition)?)
+        definitions::define(c, caller.role, name, json_arg("definition", definition)?)
     })
 }
 
@@ -81,7 +81,7 @@ fn workflow_start(
         let workflow_type = definitions::check_type_name("workflow_type", workflow_type)?;
         let input = required_json("input", input, "pass '{}' for no input")?;
         let options = required_json("options", options, "pass '{}' for no options")?;
-        execution::start(c, caller, Some(&workflow_type), Some(input), idempotency_key, Some(options))
+        execution::start(c, caller, &workflow_type, input, idempotency_key, options)
     })
 }
 
@@ -141,7 +141,7 @@ fn workflow_complete_activity(
         let id = self::activity_id(activity_id)?;
         let output = required_json("output", output, "pass 'null'::jsonb for an activity without output")?;
         tenancy::check_activity(c, caller, Some(id))?;
-        activity::complete(c, Some(id), output, attempt)
+        activity::complete(c, id, output, attempt)
     })
 }
 
@@ -179,7 +179,7 @@ fn workflow_fail_activity(
         )?;
         let retryable = required("retryable", retryable, "pass true (retry by the step's policy) or false (fail now)")?;
         tenancy::check_activity(c, caller, Some(id))?;
-        activity::fail(c, Some(id), Some(error), attempt, Some(retryable))
+        activity::fail(c, id, error, attempt, retryable)
     })
     .as_str()
 }
@@ -192,8 +192,9 @@ fn workflow_heartbeat(
     details: default!(Option<JsonbArg>, "NULL"),
 ) -> bool {
     call(|c, caller| {
-        tenancy::check_activity(c, caller, activity_id)?;
-        activity::heartbeat(c, activity_id, attempt, arg("details", details)?)
+        let id = self::activity_id(activity_id)?;
+        tenancy::check_activity(c, caller, Some(id))?;
+        activity::heartbeat(c, id, attempt, json_arg("details", details)?)
     })
 }
 
@@ -203,7 +204,7 @@ fn workflow_status(execution_id: Option<Uuid>) -> JsonB {
     JsonB(call(|c, caller| {
         let id = self::execution_id(execution_id)?;
         tenancy::check_execution(c, caller, Some(id))?;
-        status::status(c, Some(id))
+        status::status(c, id)
     }))
 }
 
@@ -214,7 +215,7 @@ fn workflow_dispatch(max_items: default!(Option<i32>, 1000)) -> i32 {
         tenancy::require_unbound(caller, "workflow_dispatch")?;
         let max_items =
             required("max_items", max_items, "pass how many items of each kind one pass may move, such as 1000")?;
-        dispatch::dispatch(c, Some(max_items))
+        dispatch::dispatch(c, max_items)
     })
 }
 
@@ -231,7 +232,7 @@ fn workflow_signal(
         let name = required("name", name, "pass the signal's name, such as 'approved'")?;
         let payload = required_json("payload", payload, "pass 'null'::jsonb for a signal without payload")?;
         tenancy::check_execution(c, caller, Some(id))?;
-        signal::send(c, Some(id), Some(name), Some(payload), idempotency_key)
+        signal::send(c, id, name, payload, idempotency_key)
     })
 }
 
@@ -241,7 +242,7 @@ fn workflow_cancel(execution_id: Option<Uuid>, reason: default!(Option<&str>, "N
     call(|c, caller| {
         let id = self::execution_id(execution_id)?;
         tenancy::check_execution(c, caller, Some(id))?;
-        execution::cancel(c, Some(id), reason)
+        execution::cancel(c, id, reason)
     })
 }
 
@@ -251,7 +252,7 @@ fn workflow_retry(execution_id: Option<Uuid>) -> bool {
     call(|c, caller| {
         let id = self::execution_id(execution_id)?;
         tenancy::check_execution(c, caller, Some(id))?;
-        execution::resume(c, Some(id))
+        execution::retry(c, id)
     })
 }
 
@@ -270,7 +271,7 @@ fn workflow_schedule_activity(
         let input = required_json("input", input, "pass '{}' for no input")?;
         let options = required_json("options", options, "pass '{}' for no options")?;
         tenancy::check_execution(c, caller, Some(id))?;
-        client_driven::schedule_activity(c, Some(id), Some(step_key), activity_type, Some(input), Some(options))
+        client_driven::schedule_activity(c, id, step_key, activity_type, input, options)
     })
 }
 
@@ -281,7 +282,7 @@ fn workflow_complete(execution_id: Option<Uuid>, output: default!(Option<JsonbAr
         let id = self::execution_id(execution_id)?;
         let output = required_json("output", output, "pass 'null'::jsonb for an execution without output")?;
         tenancy::check_execution(c, caller, Some(id))?;
-        execution::finish_client_driven(c, Some(id), ClientOutcome::Complete(output))
+        execution::finish_client_driven(c, id, ClientOutcome::Complete(output))
     })
 }
 
@@ -292,7 +293,7 @@ fn workflow_fail(execution_id: Option<Uuid>, error: Option<JsonbArg>) -> bool {
         let id = self::execution_id(execution_id)?;
         let error = required_json("error", error, "pass the error as JSON, such as '{\"message\": \"...\"}'")?;
         tenancy::check_execution(c, caller, Some(id))?;
-        execution::finish_client_driven(c, Some(id), ClientOutcome::Fail(error))
+        execution::finish_client_driven(c, id, ClientOutcome::Fail(error))
     })
 }
 
@@ -319,7 +320,7 @@ fn workflow_await(execution_id: Option<Uuid>, timeout: default!(Option<Interval>
         let timeout = required("timeout", timeout, "pass how long to wait, such as '30 seconds'")?;
         tenancy::check_execution(c, caller, Some(id))?;
         // Polls in SPI connections of its own, nested in this one, still as the owner.
-        crate::engine::await_finish::await_finish(Some(id), Some(timeout))
+        crate::engine::await_finish::await_finish(id, timeout)
     }))
 }
 

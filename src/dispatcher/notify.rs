@@ -2,7 +2,7 @@
 //! `workflow_activity_ready` per queue, retries announced when they fall due.
 
 use super::guarded;
-use crate::engine::notify as statements;
+use crate::engine::notices as statements;
 use crate::wake::{Event, Kind};
 use pgrx::pg_sys;
 use pgrx::prelude::*;

@@ -5,7 +5,7 @@
 use super::notify::Notifier;
 use super::{connect, database_oid, guarded, reload_if_asked, sql_runner};
 use crate::engine::dispatch;
-use crate::engine::plan::LIBRARY_VERSION;
+use crate::engine::extension::LIBRARY_VERSION;
 use crate::gucs;
 use crate::model::interval;
 use crate::wake;
@@ -38,7 +38,7 @@ fn run_pass() -> Option<Pass> {
     let batch = gucs::BATCH_SIZE.get();
     guarded("dispatch pass", || {
         Spi::connect_mut(|c| -> crate::error::Result<Pass> {
-            let moved = dispatch::pass(c, Some(batch))?;
+            let moved = dispatch::pass(c, batch)?;
             let mut busy = moved >= batch;
             if let Some(text) = gucs::retention() {
                 match interval::parse_text(&text) {

@@ -6,7 +6,7 @@
 //! attempt's outcome.
 
 use super::plan::{run, Statement};
-use super::rows::{self, Execution, LockedActivity};
+use super::rows::{self, ActivityStatus, Execution, ExecutionStatus, LockedActivity};
 use super::{advance, arg, limits};
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::BuiltinOid::*;
@@ -39,30 +39,26 @@ static HEARTBEAT: Statement = Statement {
 static PEEK: Statement =
     Statement { sql: "SELECT status, attempt FROM @extschema@.workflow_activity WHERE id = $1", args: &[UUIDOID] };
 
-fn required_id(field: &str, id: Option<Uuid>) -> Result<Uuid> {
-    id.ok_or_else(|| WorkflowError::invalid(format!("{field} must not be NULL; pass the id workflow_claim returned")))
-}
-
 /// Rejects a call from a worker whose claim is no longer the current one, saying what
 /// became of the activity.
 fn fence(exec: &Execution, act: &LockedActivity, attempt: Option<i32>, verb: &str) -> Result<()> {
     let who = format!("activity {} (step \"{}\" of execution {})", act.id, act.step_key, exec.id);
-    if act.kind != "task" || act.status == "waiting" {
+    if act.kind != "task" || act.status == ActivityStatus::Waiting {
         return Err(WorkflowError::conflict(format!(
             "cannot {verb} {who}: it is a {} step, which the engine finishes by itself",
             act.kind
         )));
     }
-    let current = act.status == "running" && attempt.is_none_or(|a| a == act.attempt);
-    if current || (attempt.is_none() && act.status == "scheduled") {
+    let current = act.status == ActivityStatus::Running && attempt.is_none_or(|a| a == act.attempt);
+    if current || (attempt.is_none() && act.status == ActivityStatus::Scheduled) {
         return Ok(());
     }
-    let (what, hint) = match act.status.as_str() {
-        "running" => (
+    let (what, hint) = match act.status {
+        ActivityStatus::Running => (
             format!("attempt {} holds it now", act.attempt),
             "this attempt's lease expired and another worker claimed the activity; drop this result".to_owned(),
         ),
-        "scheduled" => (
+        ActivityStatus::Scheduled => (
             format!(
                 "attempt {} failed or its lease expired, and it waits to be retried as attempt {}",
                 act.attempt,
@@ -70,12 +66,16 @@ fn fence(exec: &Execution, act: &LockedActivity, attempt: Option<i32>, verb: &st
             ),
             "drop this result: the retry runs the activity again".to_owned(),
         ),
-        "failed" => (
+        ActivityStatus::Failed => (
             "it failed for good".to_owned(),
             format!("drop this result; workflow_retry('{}') resumes the execution and runs the step again", exec.id),
         ),
-        "completed" => ("it was completed already".to_owned(), "drop this result; the first one stands".to_owned()),
-        "cancelled" => ("it was cancelled".to_owned(), "stop working on it: its execution was cancelled".to_owned()),
+        ActivityStatus::Completed => {
+            ("it was completed already".to_owned(), "drop this result; the first one stands".to_owned())
+        }
+        ActivityStatus::Cancelled => {
+            ("it was cancelled".to_owned(), "stop working on it: its execution was cancelled".to_owned())
+        }
         other => (format!("it is {other}"), "drop this result".to_owned()),
     };
     let message = match attempt {
@@ -87,8 +87,7 @@ fn fence(exec: &Execution, act: &LockedActivity, attempt: Option<i32>, verb: &st
 
 /// `workflow_complete_activity`: true if this call completed it, false if it was
 /// already completed or cancelled (a repeated or late call changes nothing).
-pub fn complete(client: &mut SpiClient<'_>, id: Option<Uuid>, output: Value, attempt: Option<i32>) -> Result<bool> {
-    let id = required_id("activity_id", id)?;
+pub fn complete(client: &mut SpiClient<'_>, id: Uuid, output: Value, attempt: Option<i32>) -> Result<bool> {
     limits::check_payload("output", &output)?;
     let exec = rows::lock_execution_of_activity(client, id)?;
     if let Some(row) = run(client, &FAST_COMPLETE, &[arg(id), arg(JsonB(output.clone())), arg(attempt)])?.next() {
@@ -98,7 +97,7 @@ pub fn complete(client: &mut SpiClient<'_>, id: Option<Uuid>, output: Value, att
     }
     // Slow path: say why not, or return false for a repeated or late call.
     let (exec, act) = rows::lock_activity(client, id)?;
-    if act.status == "completed" || act.status == "cancelled" {
+    if act.status == ActivityStatus::Completed || act.status == ActivityStatus::Cancelled {
         return Ok(false);
     }
     fence(&exec, &act, attempt, "complete")?;
@@ -107,7 +106,8 @@ pub fn complete(client: &mut SpiClient<'_>, id: Option<Uuid>, output: Value, att
     Ok(true)
 }
 
-pub const MAX_BATCH: usize = 10_000;
+/// The most activities one `workflow_complete_activities` call completes.
+pub const MAX_COMPLETIONS: usize = 10_000;
 
 /// `workflow_complete_activities`: many completions in one transaction (one commit for
 /// a worker's whole batch). Element i of the result is what completing activity i
@@ -120,9 +120,9 @@ pub fn complete_many(
 ) -> Result<Vec<bool>> {
     let ids = ids
         .ok_or_else(|| WorkflowError::invalid("activity_ids must not be NULL; pass the ids workflow_claim returned"))?;
-    if ids.len() > MAX_BATCH {
+    if ids.len() > MAX_COMPLETIONS {
         return Err(WorkflowError::invalid(format!(
-            "activity_ids has {} elements; at most {MAX_BATCH} are allowed",
+            "activity_ids has {} elements; at most {MAX_COMPLETIONS} are allowed",
             ids.len()
         )));
     }
@@ -140,7 +140,7 @@ pub fn complete_many(
         let id = id.ok_or_else(|| WorkflowError::invalid(format!("activity_ids[{}] is NULL", i + 1)))?;
         let output = outputs.as_ref().and_then(|o| o[i].clone()).unwrap_or(Value::Null);
         let attempt = attempts.as_ref().and_then(|a| a[i]);
-        done.push(complete(client, Some(id), output, attempt)?);
+        done.push(complete(client, id, output, attempt)?);
     }
     Ok(done)
 }
@@ -148,27 +148,26 @@ pub fn complete_many(
 /// `workflow_fail_activity`.
 pub fn fail(
     client: &mut SpiClient<'_>,
-    id: Option<Uuid>,
-    error: Option<Value>,
+    id: Uuid,
+    error: Value,
     attempt: Option<i32>,
-    retryable: Option<bool>,
+    retryable: bool,
 ) -> Result<advance::Outcome> {
-    let id = required_id("activity_id", id)?;
-    let error = advance::normalize_error(error.unwrap_or(Value::Null));
+    let error = advance::normalize_error(error);
     limits::check_payload("error", &error)?;
     let (exec, act) = rows::lock_activity(client, id)?;
-    if act.status == "cancelled" {
+    if act.status == ActivityStatus::Cancelled {
         return Ok(advance::Outcome::Cancelled);
     }
     fence(&exec, &act, attempt, "fail")?;
-    advance::apply_failure(client, &exec, &act, error, retryable.unwrap_or(true))
+    advance::apply_failure(client, &exec, &act, error, retryable)
 }
 
 /// Turns an expired lease into a failed attempt of type `Timeout`. Re-checked under
 /// lock: a heartbeat or completion that got there first wins. True if it expired.
 pub fn expire_lease(client: &mut SpiClient<'_>, id: Uuid, attempt: i32) -> Result<bool> {
     let (exec, act) = rows::lock_activity(client, id)?;
-    if act.status != "running" || act.attempt != attempt || !act.lease_expired {
+    if act.status != ActivityStatus::Running || act.attempt != attempt || !act.lease_expired {
         return Ok(false);
     }
     let error = json!({
@@ -182,7 +181,7 @@ pub fn expire_lease(client: &mut SpiClient<'_>, id: Uuid, attempt: i32) -> Resul
 /// Fails for good a step past its schedule-to-close deadline. True if it did.
 pub fn expire_schedule_to_close(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     let (exec, act) = rows::lock_activity(client, id)?;
-    if !matches!(act.status.as_str(), "scheduled" | "running") || !act.expired {
+    if !matches!(act.status, ActivityStatus::Scheduled | ActivityStatus::Running) || !act.expired {
         return Ok(false);
     }
     let error = json!({"type": "Timeout", "message": format!("step \"{}\" passed its schedule_to_close deadline", act.step_key)});
@@ -194,7 +193,7 @@ pub fn expire_schedule_to_close(client: &mut SpiClient<'_>, id: Uuid) -> Result<
 /// times out (type `Timeout`, retried only by an explicit policy). True if it moved.
 pub fn fire_due_wait(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     let (exec, act) = rows::lock_activity(client, id)?;
-    if act.status != "waiting" || !act.due {
+    if act.status != ActivityStatus::Waiting || !act.due {
         return Ok(false);
     }
     match act.kind.as_str() {
@@ -214,20 +213,14 @@ pub fn fire_due_wait(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
 /// A failed run of an sql step (execution and activity locked by the caller).
 pub fn fail_locked_sql(client: &mut SpiClient<'_>, exec: &Execution, id: Uuid, error: Value) -> Result<()> {
     let (_, act) = rows::lock_activity(client, id)?;
-    if exec.status == "running" && act.status == "scheduled" {
+    if exec.status == ExecutionStatus::Running && act.status == ActivityStatus::Scheduled {
         advance::apply_failure(client, exec, &act, error, true)?;
     }
     Ok(())
 }
 
 /// `workflow_heartbeat`: extends the lease; true when cancellation was requested.
-pub fn heartbeat(
-    client: &mut SpiClient<'_>,
-    id: Option<Uuid>,
-    attempt: Option<i32>,
-    details: Option<Value>,
-) -> Result<bool> {
-    let id = required_id("activity_id", id)?;
+pub fn heartbeat(client: &mut SpiClient<'_>, id: Uuid, attempt: Option<i32>, details: Option<Value>) -> Result<bool> {
     if let Some(d) = &details {
         limits::check_payload("details", d)?;
     }

@@ -3,7 +3,7 @@
 //! For a client-driven execution, progress means telling the client: it is marked ready.
 
 use super::plan::{run, Statement};
-use super::rows::{self, Execution, LockedActivity};
+use super::rows::{self, ActivityStatus, Execution, ExecutionStatus, LockedActivity};
 use super::schedule::{self, Scheduled};
 use super::{arg, compensation, definitions};
 use crate::error::{Result, WorkflowError};
@@ -82,7 +82,7 @@ pub fn advance(client: &mut SpiClient<'_>, exec: &Execution) -> Result<()> {
 /// alone says what follows (a chain, a single step), that is done without reading the
 /// other steps' states; a step found already scheduled sends it the long way round.
 pub fn advance_after(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str) -> Result<()> {
-    if let (true, Some(def)) = (exec.status == "running", exec.definition.clone()) {
+    if let (true, Some(def)) = (exec.status == ExecutionStatus::Running, exec.definition.clone()) {
         match def.after_completion(step_key) {
             Some(AfterCompletion::Finish) => return finish(client, exec, &def),
             Some(AfterCompletion::Schedule(next)) => {
@@ -106,7 +106,7 @@ pub fn advance_new(client: &mut SpiClient<'_>, exec: &Execution) -> Result<()> {
 }
 
 fn walk(client: &mut SpiClient<'_>, exec: &Execution, mut new: bool) -> Result<()> {
-    if exec.status != "running" {
+    if exec.status != ExecutionStatus::Running {
         return Ok(());
     }
     let Some(def) = exec.definition.clone() else {
@@ -346,7 +346,8 @@ pub fn create(
     };
     if status.as_deref() == Some("running") {
         // Inserted by this transaction: nobody else can see it, so no lock and no read.
-        let exec = Execution { id, status: "running".into(), workflow_type: new.workflow_type.to_owned(), definition };
+        let exec =
+            Execution { id, status: ExecutionStatus::Running, workflow_type: new.workflow_type.to_owned(), definition };
         advance_new(client, &exec)?;
     }
     if status.as_deref() == Some("pending") || timeout.is_some() {
@@ -381,7 +382,7 @@ pub fn start_child(
         match status.as_str() {
             "failed" | "cancelled" => {
                 let exec = rows::lock_execution(client, child)?;
-                resume_locked(client, exec)?;
+                retry_locked(client, exec)?;
                 return Ok(Child::Running);
             }
             "pending" | "running" => return Ok(Child::Running),
@@ -414,8 +415,8 @@ pub fn start_child(
 
 /// Ends a locked, unfinished execution as `failed` or `cancelled`: cancels its open
 /// steps and its children, starts compensation, and tells its parent.
-pub fn close(client: &mut SpiClient<'_>, exec: &Execution, status: &str, error: Value) -> Result<()> {
-    run(client, &CLOSE, &[arg(exec.id), arg(status), arg(JsonB(error)), arg(None::<JsonB>)])?;
+pub fn close(client: &mut SpiClient<'_>, exec: &Execution, status: ExecutionStatus, error: Value) -> Result<()> {
+    run(client, &CLOSE, &[arg(exec.id), arg(status.as_str()), arg(JsonB(error)), arg(None::<JsonB>)])?;
     run(client, &CANCEL_OPEN_STEPS, &[arg(exec.id)])?;
     crate::wake::execution_finished(&exec.id);
     let children: Vec<Uuid> =
@@ -423,11 +424,11 @@ pub fn close(client: &mut SpiClient<'_>, exec: &Execution, status: &str, error: 
     for child in children {
         let child = rows::lock_execution(client, child)?;
         let reason = json!({"type": "Cancelled", "message": format!("parent execution {} was {status}", exec.id)});
-        close(client, &child, "cancelled", reason)?;
+        close(client, &child, ExecutionStatus::Cancelled, reason)?;
     }
     let closed = Execution {
         id: exec.id,
-        status: status.to_owned(),
+        status,
         workflow_type: exec.workflow_type.clone(),
         definition: exec.definition.clone(),
     };
@@ -437,7 +438,7 @@ pub fn close(client: &mut SpiClient<'_>, exec: &Execution, status: &str, error: 
 
 /// Fails a locked execution because `step_key` failed for good.
 pub fn fail(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str, error: &Value) -> Result<()> {
-    close(client, exec, "failed", json!({"step": step_key, "error": error}))
+    close(client, exec, ExecutionStatus::Failed, json!({"step": step_key, "error": error}))
 }
 
 /// `workflow_complete` of a locked, running client-driven execution.
@@ -473,10 +474,10 @@ pub fn notify_parent(client: &mut SpiClient<'_>, child: Uuid) -> Result<()> {
 /// saga must end before the steps it undoes may run again. Steps whose compensation
 /// completed run again, and so does every step that depends on them (their inputs are
 /// gone); everything else that completed is kept.
-pub fn resume_locked(client: &mut SpiClient<'_>, exec: Execution) -> Result<bool> {
-    match exec.status.as_str() {
-        "failed" | "cancelled" => {}
-        "completed" => {
+pub fn retry_locked(client: &mut SpiClient<'_>, exec: Execution) -> Result<bool> {
+    match exec.status {
+        ExecutionStatus::Failed | ExecutionStatus::Cancelled => {}
+        ExecutionStatus::Completed => {
             return Err(WorkflowError::conflict(format!("cannot retry execution {}: it completed", exec.id))
                 .with_hint("start a new execution to run it again"))
         }
@@ -498,7 +499,7 @@ pub fn resume_locked(client: &mut SpiClient<'_>, exec: Execution) -> Result<bool
     let again = exec.definition.as_ref().map(|d| d.downstream(&undone)).unwrap_or_default();
     run(client, &FORGET_UNFINISHED, &[arg(exec.id), arg(again)])?;
     run(client, &REOPEN, &[arg(exec.id)])?;
-    let exec = Execution { status: "running".into(), ..exec };
+    let exec = Execution { status: ExecutionStatus::Running, ..exec };
     advance(client, &exec)?;
     Ok(true)
 }
@@ -539,7 +540,7 @@ pub fn step_finished(client: &mut SpiClient<'_>, exec: &Execution, step_key: &st
         Finished::Completed => advance_after(client, exec, step_key),
         Finished::Failed(_) if compensation::is_compensation(step_key) => compensation::failed(client, exec),
         Finished::Failed(_) if exec.definition.is_none() => advance(client, exec),
-        Finished::Failed(error) if exec.status == "running" => fail(client, exec, step_key, error),
+        Finished::Failed(error) if exec.status == ExecutionStatus::Running => fail(client, exec, step_key, error),
         Finished::Failed(_) => Ok(()),
     }
 }
@@ -594,7 +595,7 @@ pub fn apply_failure(
 ) -> Result<Outcome> {
     // Policies are validated at define time; an unreadable one falls back to the default.
     let mut policy = RetryPolicy::from_json(&act.retry, "retry").unwrap_or_default();
-    let waits = act.status == "waiting";
+    let waits = act.status == ActivityStatus::Waiting;
     if waits && act.retry.as_object().is_none_or(|o| o.is_empty()) {
         policy.max_attempts = 1;
     }

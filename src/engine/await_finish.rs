@@ -19,9 +19,7 @@ static FINISHED: Statement = Statement {
 
 const POLL: Duration = Duration::from_millis(5);
 
-pub fn await_finish(id: Option<Uuid>, timeout: Option<Interval>) -> Result<Value> {
-    let id = id.ok_or_else(|| WorkflowError::invalid("execution_id must not be NULL"))?;
-    let timeout = timeout.unwrap_or_else(|| Interval::from_seconds(30.0));
+pub fn await_finish(id: Uuid, timeout: Interval) -> Result<Value> {
     if timeout.months() != 0 || timeout.as_micros() < 0 {
         return Err(WorkflowError::invalid(
             "timeout must be a non-negative interval without months, such as '30 seconds'",
@@ -53,5 +51,5 @@ pub fn await_finish(id: Option<Uuid>, timeout: Option<Interval>) -> Result<Value
             },
         }
     }
-    Spi::connect_mut(|c| status::status(c, Some(id)))
+    Spi::connect_mut(|c| status::status(c, id))
 }

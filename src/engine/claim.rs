@@ -9,7 +9,8 @@ use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Uuid};
 
-pub const MAX_BATCH: i32 = 10_000;
+/// The most activities one `workflow_claim` call hands out.
+pub const MAX_CLAIM: i32 = 10_000;
 
 // The lease is the shortest of the worker's lease, the step's start-to-close timeout,
 // its heartbeat timeout and its schedule-to-close deadline: every timeout is a lease.
@@ -69,8 +70,8 @@ pub fn claim(
     let queue = required_text("queue", queue, "a queue name such as 'default'")?;
     let worker_id = required_text("worker_id", worker_id, "a name for this worker (host:pid)")?;
     let max_count = max_count.unwrap_or(1);
-    if !(1..=MAX_BATCH).contains(&max_count) {
-        return Err(WorkflowError::invalid(format!("max_count must be from 1 to {MAX_BATCH}, got {max_count}")));
+    if !(1..=MAX_CLAIM).contains(&max_count) {
+        return Err(WorkflowError::invalid(format!("max_count must be from 1 to {MAX_CLAIM}, got {max_count}")));
     }
     let lease = lease.unwrap_or_else(|| Interval::from_minutes(5));
     if lease.as_micros() <= 0 || lease.months() != 0 {

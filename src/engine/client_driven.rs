@@ -3,15 +3,15 @@
 //! through `ready_at` (and the `workflow_execution_ready` NOTIFY) when one finishes.
 
 use super::plan::{run, Statement};
+use super::rows::{self, ExecutionStatus};
 use super::schedule::Scheduled;
 use super::{advance, arg, compensation, limits};
-use super::{execution, rows};
 use crate::error::{Result, WorkflowError};
 use crate::model::definition::parse_client_step;
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use pgrx::Uuid;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub const MAX_STEP_KEY_LEN: usize = 200;
 
@@ -31,14 +31,13 @@ fn find(client: &mut SpiClient<'_>, execution_id: Uuid, step_key: &str) -> Resul
 /// `workflow_schedule_activity`.
 pub fn schedule_activity(
     client: &mut SpiClient<'_>,
-    execution_id: Option<Uuid>,
-    step_key: Option<&str>,
+    execution_id: Uuid,
+    step_key: &str,
     activity_type: Option<&str>,
-    input: Option<Value>,
-    options: Option<Value>,
+    input: Value,
+    options: Value,
 ) -> Result<Uuid> {
-    let execution_id = execution::required_id(execution_id)?;
-    let step_key = match step_key {
+    let step_key = match Some(step_key) {
         Some(k) if !k.trim().is_empty() && k.len() <= MAX_STEP_KEY_LEN && !compensation::is_compensation(k) => k,
         _ => {
             return Err(WorkflowError::invalid(format!(
@@ -47,10 +46,8 @@ pub fn schedule_activity(
         )))
         }
     };
-    let input = input.unwrap_or_else(|| json!({}));
     limits::check_payload("input", &input)?;
-    let step =
-        parse_client_step(activity_type, &options.unwrap_or_else(|| json!({}))).map_err(WorkflowError::invalid)?;
+    let step = parse_client_step(activity_type, &options).map_err(WorkflowError::invalid)?;
     let exec = rows::lock_execution(client, execution_id)?;
     if let Some(existing) = find(client, execution_id, step_key)? {
         return Ok(existing); // a replay: same key, same activity, whatever state it is in
@@ -61,7 +58,7 @@ pub fn schedule_activity(
             exec.workflow_type
         )));
     }
-    if exec.status != "running" {
+    if exec.status != ExecutionStatus::Running {
         return Err(WorkflowError::conflict(format!(
             "cannot schedule step \"{step_key}\" of execution {execution_id}: it is {}",
             exec.status

@@ -3,7 +3,7 @@
 //! future `scheduled_at` simply becomes claimable when its time comes.
 
 use super::plan::{run, Statement};
-use super::rows;
+use super::rows::{self, ExecutionStatus};
 use super::{activity, arg, execution, sql_step};
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::BuiltinOid::*;
@@ -45,11 +45,11 @@ fn ids(client: &mut SpiClient<'_>, stmt: &'static Statement, limit: i32) -> Resu
 /// Fails a running execution whose workflow timeout has passed. True if it did.
 fn time_out_execution(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     let exec = rows::lock_execution(client, id)?;
-    if exec.status != "running" {
+    if exec.status != ExecutionStatus::Running {
         return Ok(false);
     }
     let error = json!({"type": "Timeout", "message": format!("execution {id} passed its workflow timeout")});
-    super::advance::close(client, &exec, "failed", error)?;
+    super::advance::close(client, &exec, ExecutionStatus::Failed, error)?;
     Ok(true)
 }
 
@@ -102,9 +102,9 @@ pub fn purge(client: &mut SpiClient<'_>, retention: crate::model::interval::Micr
 }
 
 /// `workflow_dispatch()`: one pass, with sql steps run in the caller's transaction.
-pub fn dispatch(client: &mut SpiClient<'_>, max_items: Option<i32>) -> Result<i32> {
+pub fn dispatch(client: &mut SpiClient<'_>, max_items: i32) -> Result<i32> {
     let mut moved = pass(client, max_items)?;
-    for id in sql_step::due(client, max_items.unwrap_or(1000).max(1))? {
+    for id in sql_step::due(client, max_items)? {
         moved += sql_step::run_one(client, id)? as i32;
     }
     Ok(moved)
@@ -112,8 +112,7 @@ pub fn dispatch(client: &mut SpiClient<'_>, max_items: Option<i32>) -> Result<i3
 
 /// Runs one pass over at most `max_items` items of each kind; returns how many moved.
 /// sql steps are left to the caller (the dispatcher hands them to its runner).
-pub fn pass(client: &mut SpiClient<'_>, max_items: Option<i32>) -> Result<i32> {
-    let max_items = max_items.unwrap_or(1000);
+pub fn pass(client: &mut SpiClient<'_>, max_items: i32) -> Result<i32> {
     if max_items < 1 {
         return Err(WorkflowError::invalid(format!("max_items must be at least 1, got {max_items}")));
     }

@@ -3,11 +3,11 @@
 //! parent that its child finished.
 
 use super::plan::{run, Statement};
-use super::rows::{self, Execution};
+use super::rows::{self, Execution, ExecutionStatus};
 use super::tenancy::{self, Caller};
 use super::{advance, arg, definitions, limits};
 use crate::error::{Result, WorkflowError};
-use crate::model::options::{parse_start_options, StartOptions};
+use crate::model::options::parse_start_options;
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use pgrx::Uuid;
@@ -19,26 +19,18 @@ static START_PENDING: Statement = Statement {
     args: &[UUIDOID],
 };
 
-pub fn required_id(id: Option<Uuid>) -> Result<Uuid> {
-    id.ok_or_else(|| WorkflowError::invalid("execution_id must not be NULL; pass the id workflow_start returned"))
-}
-
 /// `workflow_start`.
 pub fn start(
     client: &mut SpiClient<'_>,
     caller: &Caller,
-    workflow_type: Option<&str>,
-    input: Option<Value>,
+    workflow_type: &str,
+    input: Value,
     idempotency_key: Option<&str>,
-    options: Option<Value>,
+    options: Value,
 ) -> Result<Uuid> {
-    let workflow_type = definitions::check_type_name("workflow_type", workflow_type)?;
-    let input = input.unwrap_or_else(|| json!({}));
+    let workflow_type = definitions::check_type_name("workflow_type", Some(workflow_type))?;
     limits::check_payload("input", &input)?;
-    let mut opts = match options {
-        None => StartOptions::default(),
-        Some(v) => parse_start_options(&v).map_err(WorkflowError::invalid)?,
-    };
+    let mut opts = parse_start_options(&options).map_err(WorkflowError::invalid)?;
     opts.tenant_id = tenancy::tenant_for_start(caller, opts.tenant_id.take())?;
     if let Some(text) = &opts.start_at {
         rows::parse_timestamptz("options.start_at", text)?; // bad options first, whatever the type
@@ -74,25 +66,25 @@ pub fn start(
 /// Starts a `pending` execution whose time has come; false if it was not pending.
 pub fn start_pending(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     let exec = rows::lock_execution(client, id)?;
-    if exec.status != "pending" {
+    if exec.status != ExecutionStatus::Pending {
         return Ok(false);
     }
     run(client, &START_PENDING, &[arg(id)])?;
-    let exec = Execution { status: "running".into(), ..exec };
+    let exec = Execution { status: ExecutionStatus::Running, ..exec };
     advance::advance(client, &exec)?;
     Ok(true)
 }
 
 /// `workflow_cancel`: true if this call cancelled it, false if it had already finished.
-pub fn cancel(client: &mut SpiClient<'_>, id: Option<Uuid>, reason: Option<&str>) -> Result<bool> {
-    let exec = rows::lock_execution(client, required_id(id)?)?;
-    if !matches!(exec.status.as_str(), "pending" | "running") {
+pub fn cancel(client: &mut SpiClient<'_>, id: Uuid, reason: Option<&str>) -> Result<bool> {
+    let exec = rows::lock_execution(client, id)?;
+    if !matches!(exec.status, ExecutionStatus::Pending | ExecutionStatus::Running) {
         return Ok(false);
     }
     advance::close(
         client,
         &exec,
-        "cancelled",
+        ExecutionStatus::Cancelled,
         json!({"type": "Cancelled", "message": reason.unwrap_or("cancelled by request")}),
     )?;
     Ok(true)
@@ -100,9 +92,9 @@ pub fn cancel(client: &mut SpiClient<'_>, id: Option<Uuid>, reason: Option<&str>
 
 /// `workflow_retry`: resumes a failed or cancelled execution, keeping every completed
 /// step and scheduling again only what did not complete. False if there was nothing to resume.
-pub fn resume(client: &mut SpiClient<'_>, id: Option<Uuid>) -> Result<bool> {
-    let exec = rows::lock_execution(client, required_id(id)?)?;
-    advance::resume_locked(client, exec)
+pub fn retry(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
+    let exec = rows::lock_execution(client, id)?;
+    advance::retry_locked(client, exec)
 }
 
 /// How a client ends its execution.
@@ -113,8 +105,8 @@ pub enum ClientOutcome {
 
 /// `workflow_complete` / `workflow_fail` for a client-driven execution: true if this
 /// call ended it, false if it had already ended the same way.
-pub fn finish_client_driven(client: &mut SpiClient<'_>, id: Option<Uuid>, outcome: ClientOutcome) -> Result<bool> {
-    let exec = rows::lock_execution(client, required_id(id)?)?;
+pub fn finish_client_driven(client: &mut SpiClient<'_>, id: Uuid, outcome: ClientOutcome) -> Result<bool> {
+    let exec = rows::lock_execution(client, id)?;
     if exec.definition.is_some() {
         return Err(WorkflowError::conflict(format!(
             "execution {} is declared (workflow \"{}\"); it completes by itself when its steps do",
@@ -122,11 +114,11 @@ pub fn finish_client_driven(client: &mut SpiClient<'_>, id: Option<Uuid>, outcom
         )));
     }
     let target = match outcome {
-        ClientOutcome::Complete(_) => "completed",
-        ClientOutcome::Fail(_) => "failed",
+        ClientOutcome::Complete(_) => ExecutionStatus::Completed,
+        ClientOutcome::Fail(_) => ExecutionStatus::Failed,
     };
-    match exec.status.as_str() {
-        "running" | "pending" => {}
+    match exec.status {
+        s if s.is_open() => {}
         s if s == target => return Ok(false),
         other => {
             return Err(WorkflowError::conflict(format!(
@@ -142,7 +134,7 @@ pub fn finish_client_driven(client: &mut SpiClient<'_>, id: Option<Uuid>, outcom
         }
         ClientOutcome::Fail(error) => {
             limits::check_payload("error", &error)?;
-            advance::close(client, &exec, "failed", advance::normalize_error(error))?;
+            advance::close(client, &exec, ExecutionStatus::Failed, advance::normalize_error(error))?;
         }
     }
     Ok(true)

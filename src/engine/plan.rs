@@ -4,12 +4,12 @@
 //! qualified at prepare time, so they work whatever the caller's search_path is and the
 //! hot paths never re-parse or re-plan SQL.
 
+use super::extension;
 use crate::error::{Result, WorkflowError};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::BuiltinOid;
 use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
-use pgrx::Spi;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -20,53 +20,8 @@ pub struct Statement {
 }
 
 thread_local! {
-    /// The extension's schema (quoted) and owner, looked up once per backend.
-    static EXTENSION: RefCell<Option<(String, pg_sys::Oid)>> = const { RefCell::new(None) };
     static PLANS: RefCell<HashMap<usize, (&'static Statement, &'static OwnedPreparedStatement)>> =
         RefCell::new(HashMap::new());
-}
-
-fn extension() -> Result<(String, pg_sys::Oid)> {
-    if let Some(found) = EXTENSION.with(|e| e.borrow().clone()) {
-        return Ok(found);
-    }
-    // Fully qualified, whatever the caller's search_path is.
-    let found: Option<(Option<String>, Option<pg_sys::Oid>, Option<String>)> = Spi::get_three(
-        "SELECT pg_catalog.quote_ident(n.nspname)::pg_catalog.text, e.extowner, e.extversion \
-         FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
-         WHERE e.extname OPERATOR(pg_catalog.=) 'pg_workflow'",
-    )
-    .map(|(s, o, v)| Some((s, o, v)))
-    .or_else(|e| match e {
-        pgrx::spi::SpiError::InvalidPosition => Ok(None),
-        e => Err(e),
-    })?;
-    let Some((Some(schema), Some(owner), version)) = found else {
-        return Err(WorkflowError::undefined("extension pg_workflow is not created in this database")
-            .with_hint("run CREATE EXTENSION pg_workflow"));
-    };
-    let version = version.unwrap_or_default();
-    if version != LIBRARY_VERSION {
-        return Err(WorkflowError::conflict(format!(
-            "pg_workflow's SQL objects in this database are version {version}, but the loaded library is {LIBRARY_VERSION}"
-        ))
-        .with_hint("run ALTER EXTENSION pg_workflow UPDATE"));
-    }
-    EXTENSION.with(|e| *e.borrow_mut() = Some((schema.clone(), owner)));
-    Ok((schema, owner))
-}
-
-/// The version of this library; the SQL objects must be the same version.
-pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The quoted name of the schema the extension lives in.
-pub fn schema() -> Result<String> {
-    Ok(extension()?.0)
-}
-
-/// The role that owns the extension and its tables.
-pub fn owner() -> Result<pg_sys::Oid> {
-    Ok(extension()?.1)
 }
 
 fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> Result<&'static OwnedPreparedStatement> {
@@ -74,7 +29,7 @@ fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> Result<&'static Own
     if let Some((_, p)) = PLANS.with(|p| p.borrow().get(&key).copied()) {
         return Ok(p);
     }
-    let sql = stmt.sql.replace("@extschema@", &schema()?);
+    let sql = stmt.sql.replace("@extschema@", &extension::schema()?);
     let oids: Vec<PgOid> = stmt.args.iter().map(|o| PgOid::BuiltIn(*o)).collect();
     let prepared = client.prepare_mut(sql.as_str(), &oids)?.keep();
     // Plans live as long as the backend; leaking gives them the 'static lifetime SPI wants.
@@ -92,7 +47,7 @@ pub fn prepared_statements() -> Vec<&'static Statement> {
 /// current statistics: the statement is prepared afresh and planned with the planner
 /// settings `run` applies.
 pub fn explain_generic(client: &mut SpiClient<'_>, stmt: &'static Statement) -> Result<serde_json::Value> {
-    let sql = stmt.sql.replace("@extschema@", &schema()?);
+    let sql = stmt.sql.replace("@extschema@", &extension::schema()?);
     let types: Vec<String> = stmt
         .args
         .iter()

@@ -11,7 +11,7 @@
 //! path is pinned to `pg_catalog, pg_temp` (temp last: no temp table can shadow ours)
 //! for the call, and the engine's SQL qualifies its own tables.
 
-use super::plan;
+use super::extension;
 use crate::error::Result;
 use pgrx::pg_sys;
 use std::ffi::CStr;
@@ -37,7 +37,7 @@ impl AsOwner {
     pub fn enter() -> Result<AsOwner> {
         let guc_level = unsafe { pg_sys::NewGUCNestLevel() };
         set_search_path(pg_sys::GucAction::GUC_ACTION_SAVE);
-        let owner = match plan::owner() {
+        let owner = match extension::owner() {
             Ok(owner) => owner,
             Err(e) => {
                 unsafe { pg_sys::AtEOXact_GUC(true, guc_level) };

@@ -18,10 +18,99 @@ use serde_json::Value;
 use std::ffi::CString;
 use std::rc::Rc;
 
+/// An execution's status (the CHECK of workflow_execution.status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Pending => "pending",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Completed => "completed",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(text: &str) -> Result<ExecutionStatus> {
+        Ok(match text {
+            "pending" => ExecutionStatus::Pending,
+            "running" => ExecutionStatus::Running,
+            "completed" => ExecutionStatus::Completed,
+            "failed" => ExecutionStatus::Failed,
+            "cancelled" => ExecutionStatus::Cancelled,
+            other => return Err(WorkflowError::internal(format!("unknown execution status \"{other}\""))),
+        })
+    }
+
+    /// Not finished: pending or running.
+    pub fn is_open(self) -> bool {
+        matches!(self, ExecutionStatus::Pending | ExecutionStatus::Running)
+    }
+}
+
+impl std::fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An activity's status (the CHECK of workflow_activity.status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityStatus {
+    Scheduled,
+    Running,
+    Waiting,
+    Completed,
+    Failed,
+    Cancelled,
+    Skipped,
+}
+
+impl ActivityStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityStatus::Scheduled => "scheduled",
+            ActivityStatus::Running => "running",
+            ActivityStatus::Waiting => "waiting",
+            ActivityStatus::Completed => "completed",
+            ActivityStatus::Failed => "failed",
+            ActivityStatus::Cancelled => "cancelled",
+            ActivityStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<ActivityStatus> {
+        Ok(match text {
+            "scheduled" => ActivityStatus::Scheduled,
+            "running" => ActivityStatus::Running,
+            "waiting" => ActivityStatus::Waiting,
+            "completed" => ActivityStatus::Completed,
+            "failed" => ActivityStatus::Failed,
+            "cancelled" => ActivityStatus::Cancelled,
+            "skipped" => ActivityStatus::Skipped,
+            other => return Err(WorkflowError::internal(format!("unknown activity status \"{other}\""))),
+        })
+    }
+}
+
+impl std::fmt::Display for ActivityStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An execution row as this transaction read it (locked, unless from `read`).
 pub struct Execution {
     pub id: Uuid,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub workflow_type: String,
     /// None for a client-driven execution.
     pub definition: Option<Rc<Definition>>,
@@ -86,7 +175,7 @@ fn execution_from_row(
     id: Uuid,
     row: &pgrx::spi::SpiHeapTupleData<'_>,
 ) -> Result<Execution> {
-    let status: String = row.get(1)?.unwrap_or_default();
+    let status = ExecutionStatus::parse(&row.get::<String>(1)?.unwrap_or_default())?;
     let workflow_type: String = row.get(2)?.unwrap_or_default();
     let version: Option<i32> = row.get(3)?;
     let stamp: Option<String> = row.get(4)?;
@@ -138,7 +227,7 @@ pub(super) static MARK_FAILED: Statement = Statement {
 /// An activity row locked by this transaction.
 pub struct LockedActivity {
     pub id: Uuid,
-    pub status: String,
+    pub status: ActivityStatus,
     pub attempt: i32,
     pub step_key: String,
     pub kind: String,
@@ -156,7 +245,7 @@ pub fn lock_activity(client: &mut SpiClient<'_>, id: Uuid) -> Result<(Execution,
     let row = rows.into_iter().next().ok_or_else(not_found)?;
     let act = LockedActivity {
         id,
-        status: row.get(1)?.unwrap_or_default(),
+        status: ActivityStatus::parse(&row.get::<String>(1)?.unwrap_or_default())?,
         attempt: row.get(2)?.unwrap_or(0),
         step_key: row.get(3)?.unwrap_or_default(),
         kind: row.get(4)?.unwrap_or_default(),
@@ -180,10 +269,12 @@ static ACTIVITY_STATUS: Statement = Statement {
 };
 
 /// Locks an activity whose execution the caller has locked: its status and whether it is due.
-pub fn lock_activity_status(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<(String, bool)>> {
+pub fn lock_activity_status(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<(ActivityStatus, bool)>> {
     let rows = run(client, &ACTIVITY_STATUS, &[arg(id)])?;
     match rows.into_iter().next() {
-        Some(row) => Ok(Some((row.get(1)?.unwrap_or_default(), row.get(2)?.unwrap_or(false)))),
+        Some(row) => {
+            Ok(Some((ActivityStatus::parse(&row.get::<String>(1)?.unwrap_or_default())?, row.get(2)?.unwrap_or(false))))
+        }
         None => Ok(None),
     }
 }

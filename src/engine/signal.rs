@@ -3,7 +3,7 @@
 //! the step began waiting.
 
 use super::plan::{run, Statement};
-use super::rows;
+use super::rows::{self, ExecutionStatus};
 use super::{advance, arg};
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::BuiltinOid::*;
@@ -33,13 +33,12 @@ pub const MAX_NAME_LEN: usize = 200;
 /// `workflow_signal`: buffers the signal and wakes a step waiting for it.
 pub fn send(
     client: &mut SpiClient<'_>,
-    execution_id: Option<Uuid>,
-    name: Option<&str>,
-    payload: Option<Value>,
+    execution_id: Uuid,
+    name: &str,
+    payload: Value,
     idempotency_key: Option<&str>,
 ) -> Result<Uuid> {
-    let execution_id = execution_id.ok_or_else(|| WorkflowError::invalid("execution_id must not be NULL"))?;
-    let name = match name {
+    let name = match Some(name) {
         Some(n) if !n.trim().is_empty() && n.len() <= MAX_NAME_LEN => n,
         _ => {
             return Err(WorkflowError::invalid(format!(
@@ -47,10 +46,9 @@ pub fn send(
             )))
         }
     };
-    let payload = payload.unwrap_or(Value::Null);
     crate::engine::limits::check_payload("payload", &payload)?;
     let exec = rows::lock_execution(client, execution_id)?;
-    if !matches!(exec.status.as_str(), "running" | "pending") {
+    if !matches!(exec.status, ExecutionStatus::Running | ExecutionStatus::Pending) {
         return Err(WorkflowError::conflict(format!(
             "cannot signal execution {execution_id}: it is already {}",
             exec.status

@@ -5,7 +5,7 @@
 //! subtransaction back and counts as a failed attempt, retried by the step's policy.
 
 use super::plan::{run, Statement};
-use super::rows;
+use super::rows::{self, ActivityStatus, ExecutionStatus};
 use super::{activity, arg};
 use crate::error::{Result, WorkflowError};
 use crate::model::definition::StepKind;
@@ -198,7 +198,7 @@ pub fn run_one(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     // The engine's lock order: execution, then the activity (re-checked under lock).
     let exec = rows::lock_execution(client, exec_id)?;
     let Some((status, due)) = rows::lock_activity_status(client, id)? else { return Ok(false) };
-    if status != "scheduled" || !due || exec.status != "running" {
+    if status != ActivityStatus::Scheduled || !due || exec.status != ExecutionStatus::Running {
         return Ok(false);
     }
     let def =

@@ -29,8 +29,7 @@ static STATUS: Statement = Statement {
     args: &[UUIDOID],
 };
 
-pub fn status(client: &mut SpiClient<'_>, id: Option<Uuid>) -> Result<Value> {
-    let id = id.ok_or_else(|| WorkflowError::invalid("execution_id must not be NULL"))?;
+pub fn status(client: &mut SpiClient<'_>, id: Uuid) -> Result<Value> {
     let row = run(client, &STATUS, &[arg(id)])?
         .next()
         .ok_or_else(|| WorkflowError::not_found(format!("workflow execution {id} does not exist")))?;
