@@ -5,8 +5,9 @@
 //!
 //! Every call goes through `call`: it notes the calling role, switches to the
 //! extension's owner (callers get no rights on the tables themselves) and resolves the
-//! tenant the caller acts for; each function then checks the ids it was given against
-//! that tenant before the engine touches them.
+//! tenant the caller acts for. The engine takes that `Caller` and finds another
+//! tenant's execution or activity nowhere: the statement that locks (or reads) the row
+//! says so, and the call answers P0002 as for a missing id.
 
 use crate::engine::execution::ClientOutcome;
 use crate::engine::privileges::{current_role, AsOwner};
@@ -140,8 +141,7 @@ fn workflow_complete_activity(
     call(|c, caller| {
         let id = self::activity_id(activity_id)?;
         let output = required_json("output", output, "pass 'null'::jsonb for an activity without output")?;
-        tenancy::check_activity(c, caller, Some(id))?;
-        activity::complete(c, id, output, attempt)
+        activity::complete(c, caller, id, output, attempt)
     })
 }
 
@@ -154,12 +154,7 @@ fn workflow_complete_activities(
     attempts: default!(Option<Vec<Option<i32>>>, "NULL"),
 ) -> Vec<bool> {
     let outputs = outputs.map(|v| v.into_iter().map(json).collect());
-    call(|c, caller| {
-        for id in activity_ids.iter().flatten() {
-            tenancy::check_activity(c, caller, *id)?;
-        }
-        activity::complete_many(c, activity_ids, outputs, attempts)
-    })
+    call(|c, caller| activity::complete_many(c, caller, activity_ids, outputs, attempts))
 }
 
 /// Fails an attempt: 'retrying' or 'failed' ('cancelled' if the activity was cancelled).
@@ -178,8 +173,7 @@ fn workflow_fail_activity(
             "pass the error as JSON, such as '{\"type\": \"Timeout\", \"message\": \"...\"}'",
         )?;
         let retryable = required("retryable", retryable, "pass true (retry by the step's policy) or false (fail now)")?;
-        tenancy::check_activity(c, caller, Some(id))?;
-        activity::fail(c, id, error, attempt, retryable)
+        activity::fail(c, caller, id, error, attempt, retryable)
     })
     .as_str()
 }
@@ -193,8 +187,7 @@ fn workflow_heartbeat(
 ) -> bool {
     call(|c, caller| {
         let id = self::activity_id(activity_id)?;
-        tenancy::check_activity(c, caller, Some(id))?;
-        activity::heartbeat(c, id, attempt, json_arg("details", details)?)
+        activity::heartbeat(c, caller, id, attempt, json_arg("details", details)?)
     })
 }
 
@@ -203,8 +196,7 @@ fn workflow_heartbeat(
 fn workflow_status(execution_id: Option<Uuid>) -> JsonB {
     JsonB(call(|c, caller| {
         let id = self::execution_id(execution_id)?;
-        tenancy::check_execution(c, caller, Some(id))?;
-        status::status(c, id)
+        status::status(c, caller, id)
     }))
 }
 
@@ -231,8 +223,7 @@ fn workflow_signal(
         let id = self::execution_id(execution_id)?;
         let name = required("name", name, "pass the signal's name, such as 'approved'")?;
         let payload = required_json("payload", payload, "pass 'null'::jsonb for a signal without payload")?;
-        tenancy::check_execution(c, caller, Some(id))?;
-        signal::send(c, id, name, payload, idempotency_key)
+        signal::send(c, caller, id, name, payload, idempotency_key)
     })
 }
 
@@ -241,8 +232,7 @@ fn workflow_signal(
 fn workflow_cancel(execution_id: Option<Uuid>, reason: default!(Option<&str>, "NULL")) -> bool {
     call(|c, caller| {
         let id = self::execution_id(execution_id)?;
-        tenancy::check_execution(c, caller, Some(id))?;
-        execution::cancel(c, id, reason)
+        execution::cancel(c, caller, id, reason)
     })
 }
 
@@ -251,8 +241,7 @@ fn workflow_cancel(execution_id: Option<Uuid>, reason: default!(Option<&str>, "N
 fn workflow_retry(execution_id: Option<Uuid>) -> bool {
     call(|c, caller| {
         let id = self::execution_id(execution_id)?;
-        tenancy::check_execution(c, caller, Some(id))?;
-        execution::retry(c, id)
+        execution::retry(c, caller, id)
     })
 }
 
@@ -270,8 +259,7 @@ fn workflow_schedule_activity(
         let step_key = required("step_key", step_key, "pass the key that names this step for replays")?;
         let input = required_json("input", input, "pass '{}' for no input")?;
         let options = required_json("options", options, "pass '{}' for no options")?;
-        tenancy::check_execution(c, caller, Some(id))?;
-        client_driven::schedule_activity(c, id, step_key, activity_type, input, options)
+        client_driven::schedule_activity(c, caller, id, step_key, activity_type, input, options)
     })
 }
 
@@ -281,8 +269,7 @@ fn workflow_complete(execution_id: Option<Uuid>, output: default!(Option<JsonbAr
     call(|c, caller| {
         let id = self::execution_id(execution_id)?;
         let output = required_json("output", output, "pass 'null'::jsonb for an execution without output")?;
-        tenancy::check_execution(c, caller, Some(id))?;
-        execution::finish_client_driven(c, id, ClientOutcome::Complete(output))
+        execution::finish_client_driven(c, caller, id, ClientOutcome::Complete(output))
     })
 }
 
@@ -292,8 +279,7 @@ fn workflow_fail(execution_id: Option<Uuid>, error: Option<JsonbArg>) -> bool {
     call(|c, caller| {
         let id = self::execution_id(execution_id)?;
         let error = required_json("error", error, "pass the error as JSON, such as '{\"message\": \"...\"}'")?;
-        tenancy::check_execution(c, caller, Some(id))?;
-        execution::finish_client_driven(c, id, ClientOutcome::Fail(error))
+        execution::finish_client_driven(c, caller, id, ClientOutcome::Fail(error))
     })
 }
 
@@ -315,12 +301,11 @@ fn workflow_wake() -> bool {
 /// Blocks until the execution finishes or the timeout passes; returns workflow_status().
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_await(execution_id: Option<Uuid>, timeout: default!(Option<Interval>, "'30 seconds'")) -> JsonB {
-    JsonB(call(|c, caller| {
+    JsonB(call(|_, caller| {
         let id = self::execution_id(execution_id)?;
         let timeout = required("timeout", timeout, "pass how long to wait, such as '30 seconds'")?;
-        tenancy::check_execution(c, caller, Some(id))?;
         // Polls in SPI connections of its own, nested in this one, still as the owner.
-        crate::engine::await_finish::await_finish(id, timeout)
+        crate::engine::await_finish::await_finish(caller, id, timeout)
     }))
 }
 

@@ -7,6 +7,7 @@
 
 use super::plan::{run, Statement};
 use super::rows::{self, ActivityStatus, Execution, ExecutionStatus, LockedActivity};
+use super::tenancy::Caller;
 use super::{advance, arg, limits};
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::BuiltinOid::*;
@@ -33,11 +34,18 @@ static HEARTBEAT: Statement = Statement {
                 coalesce(started_at + start_to_close, 'infinity'), coalesce(expires_at, 'infinity')), \
               heartbeat_at = now(), heartbeat = coalesce($3, heartbeat) \
           WHERE id = $1 AND status = 'running' AND ($2::int4 IS NULL OR attempt = $2) \
+            AND ($4::text IS NULL OR EXISTS (SELECT FROM @extschema@.workflow_execution e \
+                                             WHERE e.id = execution_id AND e.tenant_id = $4)) \
           RETURNING cancel_requested",
-    args: &[UUIDOID, INT4OID, JSONBOID],
+    args: &[UUIDOID, INT4OID, JSONBOID, TEXTOID],
 };
-static PEEK: Statement =
-    Statement { sql: "SELECT status, attempt FROM @extschema@.workflow_activity WHERE id = $1", args: &[UUIDOID] };
+// $2: the caller's tenant (NULL: every tenant); another tenant's activity is not found.
+static PEEK: Statement = Statement {
+    sql: "SELECT a.status, a.attempt FROM @extschema@.workflow_activity a \
+          JOIN @extschema@.workflow_execution e ON e.id = a.execution_id \
+          WHERE a.id = $1 AND CASE WHEN $2::text IS NULL THEN true ELSE e.tenant_id = $2 END",
+    args: &[UUIDOID, TEXTOID],
+};
 
 /// Rejects a call from a worker whose claim is no longer the current one, saying what
 /// became of the activity.
@@ -87,16 +95,22 @@ fn fence(exec: &Execution, act: &LockedActivity, attempt: Option<i32>, verb: &st
 
 /// `workflow_complete_activity`: true if this call completed it, false if it was
 /// already completed or cancelled (a repeated or late call changes nothing).
-pub fn complete(client: &mut SpiClient<'_>, id: Uuid, output: Value, attempt: Option<i32>) -> Result<bool> {
+pub fn complete(
+    client: &mut SpiClient<'_>,
+    caller: &Caller,
+    id: Uuid,
+    output: Value,
+    attempt: Option<i32>,
+) -> Result<bool> {
     limits::check_payload("output", &output)?;
-    let exec = rows::lock_execution_of_activity(client, id)?;
+    let exec = rows::lock_execution_of_activity(client, id, caller.tenant.as_deref())?;
     if let Some(row) = run(client, &FAST_COMPLETE, &[arg(id), arg(JsonB(output.clone())), arg(attempt)])?.next() {
         let step_key: String = row.get(1)?.unwrap_or_default();
         advance::step_finished(client, &exec, &step_key, advance::Finished::Completed)?;
         return Ok(true);
     }
     // Slow path: say why not, or return false for a repeated or late call.
-    let (exec, act) = rows::lock_activity(client, id)?;
+    let (exec, act) = rows::lock_activity(client, id, None)?;
     if act.status == ActivityStatus::Completed || act.status == ActivityStatus::Cancelled {
         return Ok(false);
     }
@@ -114,6 +128,7 @@ pub const MAX_COMPLETIONS: usize = 10_000;
 /// returned; any error (a stale claim, an unknown id) rolls back the whole call.
 pub fn complete_many(
     client: &mut SpiClient<'_>,
+    caller: &Caller,
     ids: Option<Vec<Option<Uuid>>>,
     outputs: Option<Vec<Option<Value>>>,
     attempts: Option<Vec<Option<i32>>>,
@@ -140,7 +155,7 @@ pub fn complete_many(
         let id = id.ok_or_else(|| WorkflowError::invalid(format!("activity_ids[{}] is NULL", i + 1)))?;
         let output = outputs.as_ref().and_then(|o| o[i].clone()).unwrap_or(Value::Null);
         let attempt = attempts.as_ref().and_then(|a| a[i]);
-        done.push(complete(client, id, output, attempt)?);
+        done.push(complete(client, caller, id, output, attempt)?);
     }
     Ok(done)
 }
@@ -148,6 +163,7 @@ pub fn complete_many(
 /// `workflow_fail_activity`.
 pub fn fail(
     client: &mut SpiClient<'_>,
+    caller: &Caller,
     id: Uuid,
     error: Value,
     attempt: Option<i32>,
@@ -155,7 +171,7 @@ pub fn fail(
 ) -> Result<advance::Outcome> {
     let error = advance::normalize_error(error);
     limits::check_payload("error", &error)?;
-    let (exec, act) = rows::lock_activity(client, id)?;
+    let (exec, act) = rows::lock_activity(client, id, caller.tenant.as_deref())?;
     if act.status == ActivityStatus::Cancelled {
         return Ok(advance::Outcome::Cancelled);
     }
@@ -166,7 +182,7 @@ pub fn fail(
 /// Turns an expired lease into a failed attempt of type `Timeout`. Re-checked under
 /// lock: a heartbeat or completion that got there first wins. True if it expired.
 pub fn expire_lease(client: &mut SpiClient<'_>, id: Uuid, attempt: i32) -> Result<bool> {
-    let (exec, act) = rows::lock_activity(client, id)?;
+    let (exec, act) = rows::lock_activity(client, id, None)?;
     if act.status != ActivityStatus::Running || act.attempt != attempt || !act.lease_expired {
         return Ok(false);
     }
@@ -180,7 +196,7 @@ pub fn expire_lease(client: &mut SpiClient<'_>, id: Uuid, attempt: i32) -> Resul
 
 /// Fails for good a step past its schedule-to-close deadline. True if it did.
 pub fn expire_schedule_to_close(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
-    let (exec, act) = rows::lock_activity(client, id)?;
+    let (exec, act) = rows::lock_activity(client, id, None)?;
     if !matches!(act.status, ActivityStatus::Scheduled | ActivityStatus::Running) || !act.expired {
         return Ok(false);
     }
@@ -192,7 +208,7 @@ pub fn expire_schedule_to_close(client: &mut SpiClient<'_>, id: Uuid) -> Result<
 /// A sleep or a signal wait whose time has come: the sleep completes, the signal wait
 /// times out (type `Timeout`, retried only by an explicit policy). True if it moved.
 pub fn fire_due_wait(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
-    let (exec, act) = rows::lock_activity(client, id)?;
+    let (exec, act) = rows::lock_activity(client, id, None)?;
     if act.status != ActivityStatus::Waiting || !act.due {
         return Ok(false);
     }
@@ -212,7 +228,7 @@ pub fn fire_due_wait(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
 
 /// A failed run of an sql step (execution and activity locked by the caller).
 pub fn fail_locked_sql(client: &mut SpiClient<'_>, exec: &Execution, id: Uuid, error: Value) -> Result<()> {
-    let (_, act) = rows::lock_activity(client, id)?;
+    let (_, act) = rows::lock_activity(client, id, None)?;
     if exec.status == ExecutionStatus::Running && act.status == ActivityStatus::Scheduled {
         advance::apply_failure(client, exec, &act, error, true)?;
     }
@@ -220,15 +236,22 @@ pub fn fail_locked_sql(client: &mut SpiClient<'_>, exec: &Execution, id: Uuid, e
 }
 
 /// `workflow_heartbeat`: extends the lease; true when cancellation was requested.
-pub fn heartbeat(client: &mut SpiClient<'_>, id: Uuid, attempt: Option<i32>, details: Option<Value>) -> Result<bool> {
+pub fn heartbeat(
+    client: &mut SpiClient<'_>,
+    caller: &Caller,
+    id: Uuid,
+    attempt: Option<i32>,
+    details: Option<Value>,
+) -> Result<bool> {
     if let Some(d) = &details {
         limits::check_payload("details", d)?;
     }
-    let rows = run(client, &HEARTBEAT, &[arg(id), arg(attempt), arg(details.map(JsonB))])?;
+    let rows =
+        run(client, &HEARTBEAT, &[arg(id), arg(attempt), arg(details.map(JsonB)), arg(caller.tenant.as_deref())])?;
     if let Some(row) = rows.into_iter().next() {
         return Ok(row.get::<bool>(1)?.unwrap_or(false));
     }
-    let row = run(client, &PEEK, &[arg(id)])?
+    let row = run(client, &PEEK, &[arg(id), arg(caller.tenant.as_deref())])?
         .next()
         .ok_or_else(|| WorkflowError::not_found(format!("workflow activity {id} does not exist")))?;
     let status: String = row.get(1)?.unwrap_or_default();

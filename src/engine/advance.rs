@@ -381,7 +381,7 @@ pub fn start_child(
         let status: String = row.get(2)?.unwrap_or_default();
         match status.as_str() {
             "failed" | "cancelled" => {
-                let exec = rows::lock_execution(client, child)?;
+                let exec = rows::lock_execution(client, child, None)?;
                 retry_locked(client, exec)?;
                 return Ok(Child::Running);
             }
@@ -422,7 +422,7 @@ pub fn close(client: &mut SpiClient<'_>, exec: &Execution, status: ExecutionStat
     let children: Vec<Uuid> =
         run(client, &OPEN_CHILDREN, &[arg(exec.id)])?.filter_map(|r| r.get::<Uuid>(1).ok().flatten()).collect();
     for child in children {
-        let child = rows::lock_execution(client, child)?;
+        let child = rows::lock_execution(client, child, None)?;
         let reason = json!({"type": "Cancelled", "message": format!("parent execution {} was {status}", exec.id)});
         close(client, &child, ExecutionStatus::Cancelled, reason)?;
     }
@@ -458,7 +458,7 @@ pub fn notify_parent(client: &mut SpiClient<'_>, child: Uuid) -> Result<()> {
     let output = row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null);
     let error = row.get::<JsonB>(5)?.map(|j| j.0).unwrap_or(Value::Null);
     let step_id: Uuid = row.get(6)?.ok_or_else(|| WorkflowError::internal("parent step without id"))?;
-    let parent = rows::lock_execution(client, parent_id)?;
+    let parent = rows::lock_execution(client, parent_id, None)?;
     if status == "completed" {
         rows::mark_completed(client, step_id, output)?;
         step_finished(client, &parent, &step_key, Finished::Completed)

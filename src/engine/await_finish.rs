@@ -3,6 +3,7 @@
 //! It takes no locks; the calling statement's own snapshot is the only one it holds.
 
 use super::plan::{run, Statement};
+use super::tenancy::Caller;
 use super::{arg, status};
 use crate::error::{Result, WorkflowError};
 use pgrx::datum::Interval;
@@ -13,13 +14,14 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 static FINISHED: Statement = Statement {
-    sql: "SELECT status IN ('completed', 'failed', 'cancelled') FROM @extschema@.workflow_execution WHERE id = $1",
-    args: &[UUIDOID],
+    sql: "SELECT status IN ('completed', 'failed', 'cancelled') FROM @extschema@.workflow_execution \
+          WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)",
+    args: &[UUIDOID, TEXTOID],
 };
 
 const POLL: Duration = Duration::from_millis(5);
 
-pub fn await_finish(id: Uuid, timeout: Interval) -> Result<Value> {
+pub fn await_finish(caller: &Caller, id: Uuid, timeout: Interval) -> Result<Value> {
     if timeout.months() != 0 || timeout.as_micros() < 0 {
         return Err(WorkflowError::invalid(
             "timeout must be a non-negative interval without months, such as '30 seconds'",
@@ -33,7 +35,9 @@ pub fn await_finish(id: Uuid, timeout: Interval) -> Result<Value> {
     let deadline = Instant::now() + Duration::from_micros(timeout.as_micros() as u64);
     loop {
         let finished = Spi::connect_mut(|c| -> Result<Option<bool>> {
-            Ok(run(c, &FINISHED, &[arg(id)])?.next().and_then(|r| r.get::<bool>(1).ok().flatten()))
+            Ok(run(c, &FINISHED, &[arg(id), arg(caller.tenant.as_deref())])?
+                .next()
+                .and_then(|r| r.get::<bool>(1).ok().flatten()))
         })?;
         match finished {
             None => return Err(WorkflowError::not_found(format!("workflow execution {id} does not exist"))),
@@ -51,5 +55,5 @@ pub fn await_finish(id: Uuid, timeout: Interval) -> Result<Value> {
             },
         }
     }
-    Spi::connect_mut(|c| status::status(c, id))
+    Spi::connect_mut(|c| status::status(c, caller, id))
 }

@@ -5,6 +5,7 @@
 use super::plan::{run, Statement};
 use super::rows::{self, ExecutionStatus};
 use super::schedule::Scheduled;
+use super::tenancy::Caller;
 use super::{advance, arg, compensation, limits};
 use crate::error::{Result, WorkflowError};
 use crate::model::definition::parse_client_step;
@@ -31,6 +32,7 @@ fn find(client: &mut SpiClient<'_>, execution_id: Uuid, step_key: &str) -> Resul
 /// `workflow_schedule_activity`.
 pub fn schedule_activity(
     client: &mut SpiClient<'_>,
+    caller: &Caller,
     execution_id: Uuid,
     step_key: &str,
     activity_type: Option<&str>,
@@ -48,7 +50,7 @@ pub fn schedule_activity(
     };
     limits::check_payload("input", &input)?;
     let step = parse_client_step(activity_type, &options).map_err(WorkflowError::invalid)?;
-    let exec = rows::lock_execution(client, execution_id)?;
+    let exec = rows::lock_execution(client, execution_id, caller.tenant.as_deref())?;
     if let Some(existing) = find(client, execution_id, step_key)? {
         return Ok(existing); // a replay: same key, same activity, whatever state it is in
     }

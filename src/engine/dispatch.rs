@@ -44,7 +44,7 @@ fn ids(client: &mut SpiClient<'_>, stmt: &'static Statement, limit: i32) -> Resu
 
 /// Fails a running execution whose workflow timeout has passed. True if it did.
 fn time_out_execution(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
-    let exec = rows::lock_execution(client, id)?;
+    let exec = rows::lock_execution(client, id, None)?;
     if exec.status != ExecutionStatus::Running {
         return Ok(false);
     }

@@ -65,7 +65,7 @@ pub fn start(
 
 /// Starts a `pending` execution whose time has come; false if it was not pending.
 pub fn start_pending(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
-    let exec = rows::lock_execution(client, id)?;
+    let exec = rows::lock_execution(client, id, None)?;
     if exec.status != ExecutionStatus::Pending {
         return Ok(false);
     }
@@ -76,8 +76,8 @@ pub fn start_pending(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
 }
 
 /// `workflow_cancel`: true if this call cancelled it, false if it had already finished.
-pub fn cancel(client: &mut SpiClient<'_>, id: Uuid, reason: Option<&str>) -> Result<bool> {
-    let exec = rows::lock_execution(client, id)?;
+pub fn cancel(client: &mut SpiClient<'_>, caller: &Caller, id: Uuid, reason: Option<&str>) -> Result<bool> {
+    let exec = rows::lock_execution(client, id, caller.tenant.as_deref())?;
     if !matches!(exec.status, ExecutionStatus::Pending | ExecutionStatus::Running) {
         return Ok(false);
     }
@@ -92,8 +92,8 @@ pub fn cancel(client: &mut SpiClient<'_>, id: Uuid, reason: Option<&str>) -> Res
 
 /// `workflow_retry`: resumes a failed or cancelled execution, keeping every completed
 /// step and scheduling again only what did not complete. False if there was nothing to resume.
-pub fn retry(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
-    let exec = rows::lock_execution(client, id)?;
+pub fn retry(client: &mut SpiClient<'_>, caller: &Caller, id: Uuid) -> Result<bool> {
+    let exec = rows::lock_execution(client, id, caller.tenant.as_deref())?;
     advance::retry_locked(client, exec)
 }
 
@@ -105,8 +105,13 @@ pub enum ClientOutcome {
 
 /// `workflow_complete` / `workflow_fail` for a client-driven execution: true if this
 /// call ended it, false if it had already ended the same way.
-pub fn finish_client_driven(client: &mut SpiClient<'_>, id: Uuid, outcome: ClientOutcome) -> Result<bool> {
-    let exec = rows::lock_execution(client, id)?;
+pub fn finish_client_driven(
+    client: &mut SpiClient<'_>,
+    caller: &Caller,
+    id: Uuid,
+    outcome: ClientOutcome,
+) -> Result<bool> {
+    let exec = rows::lock_execution(client, id, caller.tenant.as_deref())?;
     if exec.definition.is_some() {
         return Err(WorkflowError::conflict(format!(
             "execution {} is declared (workflow \"{}\"); it completes by itself when its steps do",

@@ -128,28 +128,40 @@ macro_rules! execution_query {
     };
 }
 
-static EXECUTION_LOCK: Statement = Statement { sql: execution_query!(" FOR UPDATE OF e"), args: &[UUIDOID] };
+// $2: the caller's tenant, NULL for every tenant. Another tenant's execution is found by
+// none of these: it answers like a missing one (P0002), in the statement that locks it.
+static EXECUTION_LOCK: Statement = Statement {
+    sql: execution_query!(" AND ($2::text IS NULL OR e.tenant_id = $2) FOR UPDATE OF e"),
+    args: &[UUIDOID, TEXTOID],
+};
 
 // The execution of an activity, locked, in one statement (the activity is not locked).
+// The tenant test is a CASE so that the planner cannot take it for a selective filter on
+// executions and start the join there: the plan must go from the activity's key.
 static EXECUTION_OF_ACTIVITY_LOCK: Statement = Statement {
     sql: "SELECT e.status, e.workflow_type, e.definition_version, d.xmin::text, e.id \
           FROM @extschema@.workflow_activity a \
           JOIN @extschema@.workflow_execution e ON e.id = a.execution_id \
           LEFT JOIN @extschema@.workflow_definition d ON d.name = e.workflow_type AND d.version = e.definition_version \
-          WHERE a.id = $1 FOR UPDATE OF e",
-    args: &[UUIDOID],
+          WHERE a.id = $1 AND CASE WHEN $2::text IS NULL THEN true ELSE e.tenant_id = $2 END FOR UPDATE OF e",
+    args: &[UUIDOID, TEXTOID],
 };
 
-static EXECUTION_READ: Statement = Statement { sql: execution_query!(""), args: &[UUIDOID] };
+static EXECUTION_READ: Statement =
+    Statement { sql: execution_query!(" AND ($2::text IS NULL OR e.tenant_id = $2)"), args: &[UUIDOID, TEXTOID] };
 
-/// Locks an execution; P0002 if there is none.
-pub fn lock_execution(client: &mut SpiClient<'_>, id: Uuid) -> Result<Execution> {
-    fetch(client, &EXECUTION_LOCK, id)
+/// Locks an execution; P0002 if there is none (for `tenant`: none of that tenant's).
+pub fn lock_execution(client: &mut SpiClient<'_>, id: Uuid, tenant: Option<&str>) -> Result<Execution> {
+    fetch(client, &EXECUTION_LOCK, id, tenant)
 }
 
 /// Locks the execution of activity `activity_id`; P0002 if there is no such activity.
-pub fn lock_execution_of_activity(client: &mut SpiClient<'_>, activity_id: Uuid) -> Result<Execution> {
-    let row = run(client, &EXECUTION_OF_ACTIVITY_LOCK, &[arg(activity_id)])?
+pub fn lock_execution_of_activity(
+    client: &mut SpiClient<'_>,
+    activity_id: Uuid,
+    tenant: Option<&str>,
+) -> Result<Execution> {
+    let row = run(client, &EXECUTION_OF_ACTIVITY_LOCK, &[arg(activity_id), arg(tenant)])?
         .next()
         .ok_or_else(|| WorkflowError::not_found(format!("workflow activity {activity_id} does not exist")))?;
     let id: Uuid = row.get(5)?.ok_or_else(|| WorkflowError::internal("execution without id"))?;
@@ -157,12 +169,12 @@ pub fn lock_execution_of_activity(client: &mut SpiClient<'_>, activity_id: Uuid)
 }
 
 /// Reads an execution without locking it (for status queries).
-pub fn read_execution(client: &mut SpiClient<'_>, id: Uuid) -> Result<Execution> {
-    fetch(client, &EXECUTION_READ, id)
+pub fn read_execution(client: &mut SpiClient<'_>, id: Uuid, tenant: Option<&str>) -> Result<Execution> {
+    fetch(client, &EXECUTION_READ, id, tenant)
 }
 
-fn fetch(client: &mut SpiClient<'_>, stmt: &'static Statement, id: Uuid) -> Result<Execution> {
-    let rows = run(client, stmt, &[arg(id)])?;
+fn fetch(client: &mut SpiClient<'_>, stmt: &'static Statement, id: Uuid, tenant: Option<&str>) -> Result<Execution> {
+    let rows = run(client, stmt, &[arg(id), arg(tenant)])?;
     let row = rows
         .into_iter()
         .next()
@@ -238,9 +250,13 @@ pub struct LockedActivity {
 }
 
 /// Locks the activity's execution, then the activity (the engine's lock order).
-pub fn lock_activity(client: &mut SpiClient<'_>, id: Uuid) -> Result<(Execution, LockedActivity)> {
+pub fn lock_activity(
+    client: &mut SpiClient<'_>,
+    id: Uuid,
+    tenant: Option<&str>,
+) -> Result<(Execution, LockedActivity)> {
     let not_found = || WorkflowError::not_found(format!("workflow activity {id} does not exist"));
-    let exec = lock_execution_of_activity(client, id)?;
+    let exec = lock_execution_of_activity(client, id, tenant)?;
     let rows = run(client, &ACTIVITY_LOCK, &[arg(id)])?;
     let row = rows.into_iter().next().ok_or_else(not_found)?;
     let act = LockedActivity {

@@ -4,6 +4,7 @@
 
 use super::plan::{run, Statement};
 use super::rows::{self, ExecutionStatus};
+use super::tenancy::Caller;
 use super::{advance, arg};
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::BuiltinOid::*;
@@ -33,6 +34,7 @@ pub const MAX_NAME_LEN: usize = 200;
 /// `workflow_signal`: buffers the signal and wakes a step waiting for it.
 pub fn send(
     client: &mut SpiClient<'_>,
+    caller: &Caller,
     execution_id: Uuid,
     name: &str,
     payload: Value,
@@ -47,7 +49,7 @@ pub fn send(
         }
     };
     crate::engine::limits::check_payload("payload", &payload)?;
-    let exec = rows::lock_execution(client, execution_id)?;
+    let exec = rows::lock_execution(client, execution_id, caller.tenant.as_deref())?;
     if !matches!(exec.status, ExecutionStatus::Running | ExecutionStatus::Pending) {
         return Err(WorkflowError::conflict(format!(
             "cannot signal execution {execution_id}: it is already {}",

@@ -196,7 +196,7 @@ pub fn run_one(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     let input = row.get::<JsonB>(3)?.map(|j| j.0).unwrap_or(Value::Null);
     let owner: pg_sys::Oid = row.get(6)?.unwrap_or(pg_sys::Oid::INVALID);
     // The engine's lock order: execution, then the activity (re-checked under lock).
-    let exec = rows::lock_execution(client, exec_id)?;
+    let exec = rows::lock_execution(client, exec_id, None)?;
     let Some((status, due)) = rows::lock_activity_status(client, id)? else { return Ok(false) };
     if status != ActivityStatus::Scheduled || !due || exec.status != ExecutionStatus::Running {
         return Ok(false);

@@ -3,6 +3,7 @@
 use super::arg;
 use super::plan::{run, Statement};
 use super::rows;
+use super::tenancy::Caller;
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
@@ -25,17 +26,18 @@ static STATUS: Statement = Statement {
                 'cancel_requested', a.cancel_requested, 'heartbeat', a.heartbeat) \
                 ORDER BY a.created_at, a.step_key) \
               FROM @extschema@.workflow_activity a WHERE a.execution_id = e.id), '[]'::jsonb)) \
-          FROM @extschema@.workflow_execution e WHERE e.id = $1",
-    args: &[UUIDOID],
+          FROM @extschema@.workflow_execution e WHERE e.id = $1 AND ($2::text IS NULL OR e.tenant_id = $2)",
+    args: &[UUIDOID, TEXTOID],
 };
 
-pub fn status(client: &mut SpiClient<'_>, id: Uuid) -> Result<Value> {
-    let row = run(client, &STATUS, &[arg(id)])?
+/// `workflow_status`; another tenant's execution does not exist for `caller`.
+pub fn status(client: &mut SpiClient<'_>, caller: &Caller, id: Uuid) -> Result<Value> {
+    let row = run(client, &STATUS, &[arg(id), arg(caller.tenant.as_deref())])?
         .next()
         .ok_or_else(|| WorkflowError::not_found(format!("workflow execution {id} does not exist")))?;
     let mut status = row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null);
     // Declared steps without a row yet are listed as pending, in definition order.
-    let definition = rows::read_execution(client, id)?.definition;
+    let definition = rows::read_execution(client, id, None)?.definition;
     if let (Some(def), Some(steps)) = (definition, status.get_mut("steps").and_then(Value::as_array_mut)) {
         for step in &def.steps {
             let started = steps.iter().any(|s| s.get("step_key").and_then(Value::as_str) == Some(step.name.as_str()));

@@ -4,16 +4,17 @@
 //! caller bound to no tenant, and any superuser, acts for all of them.
 //!
 //! The API's functions run their table work as the extension's owner, which RLS does
-//! not filter, so the checks here are what keeps a bound caller to its own tenant. They
-//! answer "does not exist" for another tenant's ids: a bound caller cannot even learn
-//! which ids exist. RLS policies apply the same rule to direct reads of the tables.
+//! not filter, so the engine keeps a bound caller to its own tenant: every statement that
+//! locks or reads an execution or activity for a caller carries its tenant (`rows`,
+//! `status`, `await_finish`, the heartbeat, the claim), and another tenant's ids answer
+//! "does not exist": a bound caller cannot even learn which ids exist. RLS policies apply
+//! the same rule to direct reads of the tables.
 
 use super::arg;
 use super::plan::{run, Statement};
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys::{self, BuiltinOid::*};
 use pgrx::spi::SpiClient;
-use pgrx::Uuid;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
@@ -57,13 +58,6 @@ static TENANTS_OF: Statement = Statement {
           JOIN @extschema@.workflow_tenant_role t ON t.role = member_of.r::regrole \
           WHERE pg_catalog.pg_has_role($1, member_of.r, 'USAGE') ORDER BY 1 LIMIT 3",
     args: &[OIDOID],
-};
-static EXECUTION_TENANT: Statement =
-    Statement { sql: "SELECT tenant_id FROM @extschema@.workflow_execution WHERE id = $1", args: &[UUIDOID] };
-static ACTIVITY_TENANT: Statement = Statement {
-    sql: "SELECT e.tenant_id FROM @extschema@.workflow_activity a \
-          JOIN @extschema@.workflow_execution e ON e.id = a.execution_id WHERE a.id = $1",
-    args: &[UUIDOID],
 };
 static BIND: Statement = Statement {
     sql: "INSERT INTO @extschema@.workflow_tenant_role (role, tenant_id) \
@@ -146,40 +140,6 @@ fn lookup(client: &mut SpiClient<'_>, role: pg_sys::Oid) -> Result<Vec<String>> 
         }
     }
     Ok(tenants)
-}
-
-fn same_tenant(caller: &Caller, found: Option<String>) -> bool {
-    match &caller.tenant {
-        None => true,
-        Some(t) => found.as_deref() == Some(t.as_str()),
-    }
-}
-
-/// P0002 unless `caller` may act on the execution (a missing one is left to the engine).
-pub fn check_execution(client: &mut SpiClient<'_>, caller: &Caller, id: Option<Uuid>) -> Result<()> {
-    check(client, caller, id, &EXECUTION_TENANT, "execution")
-}
-
-/// P0002 unless `caller` may act on the activity (a missing one is left to the engine).
-pub fn check_activity(client: &mut SpiClient<'_>, caller: &Caller, id: Option<Uuid>) -> Result<()> {
-    check(client, caller, id, &ACTIVITY_TENANT, "activity")
-}
-
-/// Another tenant's object answers like a missing one, so its existence does not leak.
-fn check(
-    client: &mut SpiClient<'_>,
-    caller: &Caller,
-    id: Option<Uuid>,
-    tenant_of: &'static Statement,
-    what: &str,
-) -> Result<()> {
-    let (Some(_), Some(id)) = (&caller.tenant, id) else { return Ok(()) };
-    let Some(row) = run(client, tenant_of, &[arg(id)])?.next() else { return Ok(()) };
-    if same_tenant(caller, row.get(1)?) {
-        Ok(())
-    } else {
-        Err(WorkflowError::not_found(format!("workflow {what} {id} does not exist")))
-    }
 }
 
 /// 42501 for a bound caller: `what` affects every tenant (definitions, dispatch).
