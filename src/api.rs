@@ -66,7 +66,9 @@ fn required_json(field: &str, v: Option<JsonbArg>, instead: &str) -> Result<Valu
 fn workflow_define(name: Option<&str>, definition: Option<JsonbArg>) -> i32 {
     call(|c, caller| {
         tenancy::require_unbound(caller, "workflow_define")?;
-        definitions::define(c, caller.role, name, json_arg("definition", definition)?)
+        let name = definitions::check_type_name("name", name)?;
+        let definition = required_json("definition", definition, "pass a JSON object with \"steps\"")?;
+        definitions::define(c, caller.role, &name, definition)
     })
 }
 
@@ -115,7 +117,7 @@ fn workflow_claim(
         let worker_id = required("worker_id", worker_id, "pass a name for this worker (host:pid)")?;
         let max_count = required("max_count", max_count, "pass how many activities to claim at most, such as 1")?;
         let lease = required("lease", lease, "pass how long the claim holds, such as '5 minutes'")?;
-        claim::claim(c, caller, Some(queue), Some(worker_id), Some(max_count), Some(lease), activity_types)
+        claim::claim(c, caller, queue, worker_id, max_count, lease, activity_types)
     });
     TableIterator::new(rows.into_iter().map(|r| {
         (

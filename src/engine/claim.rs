@@ -50,30 +50,27 @@ pub struct Claimed {
     pub lease_expires_at: TimestampWithTimeZone,
 }
 
-fn required_text(field: &str, value: Option<&str>, what: &str) -> Result<String> {
-    match value {
-        Some(v) if !v.trim().is_empty() => Ok(v.to_owned()),
-        Some(_) => Err(WorkflowError::invalid(format!("{field} must not be empty; pass {what}"))),
-        None => Err(WorkflowError::invalid(format!("{field} must not be NULL; pass {what}"))),
+fn non_empty(field: &str, value: &str, what: &str) -> Result<String> {
+    if value.trim().is_empty() {
+        return Err(WorkflowError::invalid(format!("{field} must not be empty; pass {what}")));
     }
+    Ok(value.to_owned())
 }
 
 pub fn claim(
     client: &mut SpiClient<'_>,
     caller: &Caller,
-    queue: Option<&str>,
-    worker_id: Option<&str>,
-    max_count: Option<i32>,
-    lease: Option<Interval>,
+    queue: &str,
+    worker_id: &str,
+    max_count: i32,
+    lease: Interval,
     activity_types: Option<Vec<Option<String>>>,
 ) -> Result<Vec<Claimed>> {
-    let queue = required_text("queue", queue, "a queue name such as 'default'")?;
-    let worker_id = required_text("worker_id", worker_id, "a name for this worker (host:pid)")?;
-    let max_count = max_count.unwrap_or(1);
+    let queue = non_empty("queue", queue, "a queue name such as 'default'")?;
+    let worker_id = non_empty("worker_id", worker_id, "a name for this worker (host:pid)")?;
     if !(1..=MAX_CLAIM).contains(&max_count) {
         return Err(WorkflowError::invalid(format!("max_count must be from 1 to {MAX_CLAIM}, got {max_count}")));
     }
-    let lease = lease.unwrap_or_else(|| Interval::from_minutes(5));
     if lease.as_micros() <= 0 || lease.months() != 0 {
         return Err(WorkflowError::invalid(
             "lease must be a positive interval without months or years, such as '5 minutes'",

@@ -83,15 +83,8 @@ fn check_supported(def: &Definition) -> Result<()> {
 
 /// `workflow_define`: validates and stores; an identical definition keeps its version.
 /// `owner` is the calling role, whose rights the definition's sql steps run with.
-pub fn define(
-    client: &mut SpiClient<'_>,
-    owner: pgrx::pg_sys::Oid,
-    name: Option<&str>,
-    definition: Option<Value>,
-) -> Result<i32> {
-    let name = check_type_name("name", name)?;
-    let definition = definition
-        .ok_or_else(|| WorkflowError::invalid("definition must not be NULL; pass a JSON object with \"steps\""))?;
+pub fn define(client: &mut SpiClient<'_>, owner: pgrx::pg_sys::Oid, name: &str, definition: Value) -> Result<i32> {
+    let name = check_type_name("name", Some(name))?;
     let parsed = definition::parse(&definition)
         .map_err(|e| WorkflowError::invalid(format!("invalid definition of workflow \"{name}\": {e}")))?;
     check_supported(&parsed)?;
