@@ -38,10 +38,11 @@ static MARK_READY: Statement = Statement {
     args: &[UUIDOID],
 };
 
-fn step_states(client: &mut SpiClient<'_>, id: pgrx::Uuid) -> Result<HashMap<String, String>> {
+fn step_states(client: &mut SpiClient<'_>, id: pgrx::Uuid) -> Result<HashMap<String, ActivityStatus>> {
     let mut states = HashMap::new();
     for row in run(client, &STEP_STATES, &[arg(id)])? {
-        states.insert(row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default());
+        let status = ActivityStatus::parse(&row.get::<String>(2)?.unwrap_or_default())?;
+        states.insert(row.get::<String>(1)?.unwrap_or_default(), status);
     }
     Ok(states)
 }
@@ -119,14 +120,14 @@ fn walk(client: &mut SpiClient<'_>, exec: &Execution, mut new: bool) -> Result<(
     // make others ready, so go round until nothing more moves.
     loop {
         let states = if std::mem::take(&mut new) { HashMap::new() } else { step_states(client, exec.id)? };
-        let done = |name: &str| matches!(states.get(name).map(String::as_str), Some("completed" | "skipped"));
+        let done = |name: &str| matches!(states.get(name), Some(ActivityStatus::Completed | ActivityStatus::Skipped));
         let mut all_done = true;
         let mut progressed = false;
         for step in &def.steps {
-            match states.get(&step.name).map(String::as_str) {
-                Some("completed" | "skipped") => {}
-                Some("failed" | "cancelled") => return Ok(()),
-                Some("waiting") if step.map.is_some() => {
+            match states.get(&step.name) {
+                Some(ActivityStatus::Completed | ActivityStatus::Skipped) => {}
+                Some(ActivityStatus::Failed | ActivityStatus::Cancelled) => return Ok(()),
+                Some(ActivityStatus::Waiting) if step.map.is_some() => {
                     all_done = false;
                     progressed |= schedule::map_progress(client, exec, step, &states)?;
                 }
@@ -378,15 +379,14 @@ pub fn start_child(
 ) -> Result<Child> {
     if let Some(row) = run(client, &CHILD_OF_STEP, &[arg(parent), arg(step_key)])?.next() {
         let child: Uuid = row.get(1)?.ok_or_else(|| WorkflowError::internal("child without id"))?;
-        let status: String = row.get(2)?.unwrap_or_default();
-        match status.as_str() {
-            "failed" | "cancelled" => {
+        match ExecutionStatus::parse(&row.get::<String>(2)?.unwrap_or_default())? {
+            ExecutionStatus::Failed | ExecutionStatus::Cancelled => {
                 let exec = rows::lock_execution(client, child, None)?;
                 retry_locked(client, exec)?;
                 return Ok(Child::Running);
             }
-            "pending" | "running" => return Ok(Child::Running),
-            _ => {}
+            ExecutionStatus::Pending | ExecutionStatus::Running => return Ok(Child::Running),
+            ExecutionStatus::Completed => {}
         }
     }
     let Some(definition) = declared(client, workflow_type)? else {

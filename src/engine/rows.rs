@@ -39,7 +39,7 @@ impl ExecutionStatus {
         }
     }
 
-    fn parse(text: &str) -> Result<ExecutionStatus> {
+    pub fn parse(text: &str) -> Result<ExecutionStatus> {
         Ok(match text {
             "pending" => ExecutionStatus::Pending,
             "running" => ExecutionStatus::Running,

@@ -4,7 +4,7 @@
 
 use super::arg;
 use super::plan::{run, Statement};
-use super::rows::{self, Execution};
+use super::rows::{self, ActivityStatus, Execution};
 use crate::error::Result;
 use crate::model::definition::{Sleep, Step, StepKind};
 use crate::model::interval::Micros;
@@ -344,14 +344,14 @@ pub fn map_progress(
     client: &mut SpiClient<'_>,
     exec: &Execution,
     step: &Step,
-    states: &HashMap<String, String>,
+    states: &HashMap<String, ActivityStatus>,
 ) -> Result<bool> {
     let prefix = format!("{}[", step.name);
     let (mut created, mut completed) = (0i64, 0i64);
     for (key, status) in states {
         if key.starts_with(&prefix) {
             created += 1;
-            completed += (status == "completed") as i64;
+            completed += (*status == ActivityStatus::Completed) as i64;
         }
     }
     let source = step.map.as_deref().unwrap_or_default();
