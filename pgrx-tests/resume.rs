@@ -261,3 +261,23 @@ fn a_child_whose_step_compensation_undid_runs_again_as_a_new_child() {
     assert_ne!(first, second, "the undone child's step starts a new child");
     assert_eq!(exec_status(&first), "completed", "the old child keeps its history");
 }
+
+#[pg_test]
+fn a_child_retried_on_its_own_is_reused_when_the_parent_is_retried() {
+    define("kid", KID);
+    define("mom", MOM);
+    let mom = one::<Uuid>("SELECT workflow_start('mom')");
+    let kid = child_of(&mom);
+    complete(&activity_id(&kid, "c1"), "\"one\"");
+    run(&format!("SELECT workflow_fail_activity('{}', '\"boom\"')", activity_id(&kid, "c2")));
+    // The child is retried and finishes on its own; the parent stays failed.
+    assert!(one::<bool>(&format!("SELECT workflow_retry('{kid}')")));
+    complete(&activity_id(&kid, "c2"), "\"two\"");
+    assert_eq!((exec_status(&kid), exec_status(&mom)), ("completed".into(), "failed".into()));
+    let c1 = step_row(&kid, "c1");
+    assert!(one::<bool>(&format!("SELECT workflow_retry('{mom}')")));
+    assert_eq!(one::<i64>("SELECT count(*) FROM workflow_execution WHERE workflow_type = 'kid'"), 1, "no second child");
+    assert_eq!(step_row(&kid, "c1"), c1);
+    assert_eq!(step_status(&mom, "spawn"), "completed", "the parent's step takes the child's result");
+    assert_eq!(claimable_types(), vec!["mom.after"]);
+}

@@ -64,6 +64,10 @@ pub fn schedule_step(
         Scheduled::StartChild { id, workflow_type, input } => {
             match start_child(client, &workflow_type, input, exec.id, key)? {
                 Child::Running => Ok(Scheduled::Open),
+                Child::Completed(output) => {
+                    rows::mark_completed(client, id, output)?;
+                    Ok(Scheduled::CompletedAtOnce)
+                }
                 Child::Undefined(error) => {
                     fail_for_good(client, exec, id, key, error)?;
                     Ok(Scheduled::Failed)
@@ -244,6 +248,13 @@ static FORGET_UNFINISHED: Statement = Statement {
     args: &[UUIDOID, TEXTARRAYOID],
 };
 
+// The children of `workflow` steps that run again because compensation undid them: they
+// keep their parent (history, cancellation) but no longer stand for the step.
+static DETACH_UNDONE_CHILDREN: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_execution SET parent_step = NULL \
+          WHERE parent_id = $1 AND parent_step = ANY($2)",
+    args: &[UUIDOID, TEXTARRAYOID],
+};
 // Steps whose compensation completed: their effects were undone.
 static UNDONE: Statement = Statement {
     sql: "SELECT substr(step_key, length('compensate:') + 1) FROM @extschema@.workflow_activity \
@@ -256,7 +267,7 @@ static COMPENSATION_STATE: Statement =
 
 // The child a `workflow` step started, newest first (a parent's retry resumes it).
 static CHILD_OF_STEP: Statement = Statement {
-    sql: "SELECT id, status FROM @extschema@.workflow_execution \
+    sql: "SELECT id, status, output FROM @extschema@.workflow_execution \
           WHERE parent_id = $1 AND parent_step = $2 ORDER BY id DESC LIMIT 1",
     args: &[UUIDOID, TEXTOID],
 };
@@ -361,6 +372,8 @@ pub fn create(
 pub enum Child {
     /// A new child runs, or the one a failed or cancelled run left was resumed.
     Running,
+    /// The step's child had completed already (it was retried on its own): its output.
+    Completed(Value),
     /// The type is not defined: the step fails with this error.
     Undefined(Value),
 }
@@ -368,8 +381,9 @@ pub enum Child {
 /// Starts the child execution of a `workflow` step (it inherits queue, priority and
 /// tenant), or, when a run of the parent before a `workflow_retry` left a failed or
 /// cancelled one, resumes it: a child's completed steps are kept like the parent's own.
-/// A child that completed is met again only when compensation undid its step: that
-/// step runs again, with a new child.
+/// A child that completed meanwhile (retried on its own) completes the step with its
+/// output. The children of steps that compensation undid were detached by the retry
+/// (`retry_locked`), so those steps start new ones.
 pub fn start_child(
     client: &mut SpiClient<'_>,
     workflow_type: &str,
@@ -386,7 +400,9 @@ pub fn start_child(
                 return Ok(Child::Running);
             }
             ExecutionStatus::Pending | ExecutionStatus::Running => return Ok(Child::Running),
-            ExecutionStatus::Completed => {}
+            ExecutionStatus::Completed => {
+                return Ok(Child::Completed(row.get::<JsonB>(3)?.map(|j| j.0).unwrap_or(Value::Null)))
+            }
         }
     }
     let Some(definition) = declared(client, workflow_type)? else {
@@ -497,6 +513,7 @@ pub fn retry_locked(client: &mut SpiClient<'_>, exec: Execution) -> Result<bool>
     let undone: Vec<String> =
         run(client, &UNDONE, &[arg(exec.id)])?.filter_map(|r| r.get::<String>(1).ok().flatten()).collect();
     let again = exec.definition.as_ref().map(|d| d.downstream(&undone)).unwrap_or_default();
+    run(client, &DETACH_UNDONE_CHILDREN, &[arg(exec.id), arg(again.clone())])?;
     run(client, &FORGET_UNFINISHED, &[arg(exec.id), arg(again)])?;
     run(client, &REOPEN, &[arg(exec.id)])?;
     let exec = Execution { status: ExecutionStatus::Running, ..exec };
