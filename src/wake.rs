@@ -113,6 +113,30 @@ impl Default for Mailbox {
     }
 }
 
+impl Mailbox {
+    /// Removes the events of database `db` and returns them, in order.
+    fn take_events(&mut self, db: u32) -> Vec<Event> {
+        let mut taken = Vec::new();
+        let mut kept = 0usize;
+        for i in 0..self.len as usize {
+            let e = self.events[i];
+            if e.db == db {
+                taken.push(e);
+            } else {
+                self.events[kept] = e;
+                kept += 1;
+            }
+        }
+        self.len = kept as u32;
+        taken
+    }
+
+    /// True while a statement needs database `db` to itself (`now`: a Postgres timestamp).
+    fn is_held(&self, db: u32, now: i64) -> bool {
+        self.holds.iter().any(|h| h.db == db && h.until > now)
+    }
+}
+
 unsafe impl PGRXSharedMemory for Mailbox {}
 
 pub static MAILBOX: PgLwLock<Mailbox> = unsafe { PgLwLock::new(c"pg_workflow_mailbox") };
@@ -274,25 +298,13 @@ pub struct Drained {
 /// Takes every event of database `db` (and says whether it is held, under the same lock).
 pub fn drain(db: u32) -> Drained {
     let mut mb = MAILBOX.exclusive();
-    let mut taken = Vec::new();
-    let mut kept = 0usize;
-    for i in 0..mb.len as usize {
-        let e = mb.events[i];
-        if e.db == db {
-            taken.push(e);
-        } else {
-            mb.events[kept] = e;
-            kept += 1;
-        }
-    }
-    mb.len = kept as u32;
+    let taken = mb.take_events(db);
     let (mut overflowed, mut timers_changed) = (false, false);
     if let Some(slot) = mb.slots.iter_mut().find(|s| s.db == db) {
         overflowed = std::mem::take(&mut slot.overflowed);
         timers_changed = std::mem::take(&mut slot.timers_changed);
     }
-    let now = now();
-    let held = mb.holds.iter().any(|h| h.db == db && h.until > now);
+    let held = mb.is_held(db, now());
     Drained { events: taken, overflowed, timers_changed, held }
 }
 
@@ -336,15 +348,7 @@ pub fn take_exit_note(db: u32) -> bool {
 /// dispatcher): its events, and a slot no process holds.
 pub fn forget_database(db: u32) {
     let mut mb = MAILBOX.exclusive();
-    let mut kept = 0usize;
-    for i in 0..mb.len as usize {
-        let e = mb.events[i];
-        if e.db != db {
-            mb.events[kept] = e;
-            kept += 1;
-        }
-    }
-    mb.len = kept as u32;
+    mb.take_events(db);
     for slot in mb.slots.iter_mut().filter(|s| s.db == db && s.pid == 0) {
         *slot = Slot::EMPTY;
     }
@@ -360,13 +364,15 @@ pub fn hold_database(db: u32, seconds: i64) {
     if !enabled() {
         return;
     }
-    let until = now() + seconds * 1_000_000;
+    let now = now();
+    let until = now + seconds * 1_000_000;
     let (dispatcher, launcher) = {
         let mut mb = MAILBOX.exclusive();
-        let index = mb.holds.iter().position(|h| h.db == db).or_else(|| {
-            let now = now();
-            mb.holds.iter().position(|h| h.db == 0 || h.until <= now)
-        });
+        let index = mb
+            .holds
+            .iter()
+            .position(|h| h.db == db)
+            .or_else(|| mb.holds.iter().position(|h| h.db == 0 || h.until <= now));
         // With every hold taken (16 statements at once), this one goes without: the
         // statement then waits for the dispatcher as it would for any session.
         if let Some(i) = index {
@@ -409,6 +415,5 @@ pub fn probe_pending() -> bool {
 
 /// True while a statement needs database `db` to itself.
 pub fn is_held(db: u32) -> bool {
-    let now = now();
-    MAILBOX.share().holds.iter().any(|h| h.db == db && h.until > now)
+    MAILBOX.share().is_held(db, now())
 }

@@ -432,9 +432,7 @@ pub fn start_child(
 /// Ends a locked, unfinished execution as `failed` or `cancelled`: cancels its open
 /// steps and its children, starts compensation, and tells its parent.
 pub fn close(client: &mut SpiClient<'_>, exec: &Execution, status: ExecutionStatus, error: Value) -> Result<()> {
-    run(client, &CLOSE, &[arg(exec.id), arg(status.as_str()), arg(JsonB(error)), arg(None::<JsonB>)])?;
-    run(client, &CANCEL_OPEN_STEPS, &[arg(exec.id)])?;
-    crate::wake::execution_finished(&exec.id);
+    end(client, exec.id, status, Some(error), None)?;
     let children: Vec<Uuid> =
         run(client, &OPEN_CHILDREN, &[arg(exec.id)])?.filter_map(|r| r.get::<Uuid>(1).ok().flatten()).collect();
     for child in children {
@@ -459,10 +457,23 @@ pub fn fail(client: &mut SpiClient<'_>, exec: &Execution, step_key: &str, error:
 
 /// `workflow_complete` of a locked, running client-driven execution.
 pub fn complete_client_driven(client: &mut SpiClient<'_>, exec: &Execution, output: Value) -> Result<()> {
-    run(client, &CLOSE, &[arg(exec.id), arg("completed"), arg(None::<JsonB>), arg(JsonB(output))])?;
-    run(client, &CANCEL_OPEN_STEPS, &[arg(exec.id)])?;
-    crate::wake::execution_finished(&exec.id);
+    end(client, exec.id, ExecutionStatus::Completed, None, Some(output))?;
     notify_parent(client, exec.id)
+}
+
+/// Ends an execution's row (status, error or output, finish time), cancels its open
+/// steps, and announces it at commit: what every way of ending one shares.
+fn end(
+    client: &mut SpiClient<'_>,
+    id: Uuid,
+    status: ExecutionStatus,
+    error: Option<Value>,
+    output: Option<Value>,
+) -> Result<()> {
+    run(client, &CLOSE, &[arg(id), arg(status.as_str()), arg(error.map(JsonB)), arg(output.map(JsonB))])?;
+    run(client, &CANCEL_OPEN_STEPS, &[arg(id)])?;
+    crate::wake::execution_finished(&id);
+    Ok(())
 }
 
 /// A finished child completes (or fails) the parent's waiting `workflow` step.
