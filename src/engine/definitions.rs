@@ -82,14 +82,14 @@ fn check_supported(def: &Definition) -> Result<()> {
 }
 
 /// `workflow_define`: validates and stores; an identical definition keeps its version.
-/// `owner` is the calling role, whose rights the definition's sql steps run with.
+/// `owner` is the calling role, whose rights the definition's sql steps run with; `name`
+/// was checked by the API (`check_type_name`).
 pub fn define(client: &mut SpiClient<'_>, owner: pgrx::pg_sys::Oid, name: &str, definition: Value) -> Result<i32> {
-    let name = check_type_name("name", Some(name))?;
     let parsed = definition::parse(&definition)
         .map_err(|e| WorkflowError::invalid(format!("invalid definition of workflow \"{name}\": {e}")))?;
     check_supported(&parsed)?;
-    run(client, &LOCK_NAME, &[arg(name.as_str())])?;
-    let latest = run(client, &LATEST, &[arg(name.as_str()), arg(JsonB(definition.clone()))])?;
+    run(client, &LOCK_NAME, &[arg(name)])?;
+    let latest = run(client, &LATEST, &[arg(name), arg(JsonB(definition.clone()))])?;
     let (version, same) = match latest.into_iter().next() {
         Some(row) => (row.get::<i32>(1)?.unwrap_or(0), row.get::<bool>(2)?.unwrap_or(false)),
         None => (0, false),
@@ -97,7 +97,7 @@ pub fn define(client: &mut SpiClient<'_>, owner: pgrx::pg_sys::Oid, name: &str, 
     if same {
         return Ok(version);
     }
-    run(client, &INSERT, &[arg(name.as_str()), arg(version + 1), arg(JsonB(definition)), arg(owner)])?;
+    run(client, &INSERT, &[arg(name), arg(version + 1), arg(JsonB(definition)), arg(owner)])?;
     Ok(version + 1)
 }
 

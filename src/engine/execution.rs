@@ -5,7 +5,7 @@
 use super::plan::{run, Statement};
 use super::rows::{self, Execution, ExecutionStatus};
 use super::tenancy::{self, Caller};
-use super::{advance, arg, definitions, limits};
+use super::{advance, arg, limits};
 use crate::error::{Result, WorkflowError};
 use crate::model::options::parse_start_options;
 use pgrx::pg_sys::BuiltinOid::*;
@@ -19,7 +19,7 @@ static START_PENDING: Statement = Statement {
     args: &[UUIDOID],
 };
 
-/// `workflow_start`.
+/// `workflow_start`; `workflow_type` was checked by the API (`check_type_name`).
 pub fn start(
     client: &mut SpiClient<'_>,
     caller: &Caller,
@@ -28,14 +28,13 @@ pub fn start(
     idempotency_key: Option<&str>,
     options: Value,
 ) -> Result<Uuid> {
-    let workflow_type = definitions::check_type_name("workflow_type", Some(workflow_type))?;
     limits::check_payload("input", &input)?;
     let mut opts = parse_start_options(&options).map_err(WorkflowError::invalid)?;
     opts.tenant_id = tenancy::tenant_for_start(caller, opts.tenant_id.take())?;
     if let Some(text) = &opts.start_at {
         rows::parse_timestamptz("options.start_at", text)?; // bad options first, whatever the type
     }
-    let definition = advance::declared(client, &workflow_type)?;
+    let definition = advance::declared(client, workflow_type)?;
     match (&definition, opts.client_driven) {
         (None, false) => {
             return Err(WorkflowError::undefined(format!("workflow type \"{workflow_type}\" is not defined"))
@@ -52,14 +51,7 @@ pub fn start(
         }
         _ => {}
     }
-    let new = advance::NewExecution {
-        workflow_type: &workflow_type,
-        input,
-        idempotency_key,
-        opts,
-        parent: None,
-        owner: caller.role,
-    };
+    let new = advance::NewExecution { workflow_type, input, idempotency_key, opts, parent: None, owner: caller.role };
     advance::create(client, new, definition)
 }
 
