@@ -3,7 +3,7 @@
 #               with pg_workflow preloaded and run a demo workflow end to end
 #   make test   install what is missing and run every test
 
-.PHONY: run test lint soak bench bench-long deps install stop clean
+.PHONY: run test lint soak bench bench-long deps install package stop clean
 
 run: deps
 	scripts/install.sh
@@ -33,6 +33,11 @@ deps:
 
 install: deps
 	scripts/install.sh
+
+# The release build as a Debian package and a tarball, in target/package/ (make test
+# installs the .deb with dpkg -i and runs its tests against it).
+package: deps
+	scripts/package.sh
 
 # Stops the demo cluster started by `make run`.
 stop:

@@ -5,8 +5,9 @@ set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 missing=()
-# postgresql-15-cron: the README's pg_cron lines are tested against the pg_cron Debian ships.
-for pkg in postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev build-essential pkg-config sudo; do
+# postgresql-15-cron, postgresql-15-pgextwlist: the README's pg_cron lines and its
+# allow-list install are tested against what Debian ships.
+for pkg in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgextwlist libclang-dev build-essential pkg-config sudo; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -10,6 +10,19 @@ cargo fmt --check
 (cd bench && cargo fmt --check)
 # pgrx-tests/ files are include!d into src/lib.rs, which cargo fmt does not follow.
 rustfmt --check --edition 2021 --config-path rustfmt.toml pgrx-tests/*.rs
+echo "==> registry manifests name this version (META.json, Trunk.toml)"
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+python3 - "$version" <<'PY'
+import json, sys, tomllib
+version = sys.argv[1]
+meta = json.load(open("META.json"))
+trunk = tomllib.load(open("Trunk.toml", "rb"))
+found = {"META.json version": meta["version"], "META.json provides": meta["provides"]["pg_workflow"]["version"],
+         "Trunk.toml": trunk["extension"]["version"]}
+wrong = {k: v for k, v in found.items() if v != version}
+if wrong:
+    sys.exit(f"Cargo.toml says {version}, but {wrong}")
+PY
 echo "==> the engine's import graph has no cycle (scripts/import_graph.py)"
 python3 scripts/import_graph.py
 echo "==> lints (cargo clippy -D warnings)"

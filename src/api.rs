@@ -12,7 +12,7 @@
 use crate::engine::execution::ClientOutcome;
 use crate::engine::privileges::{current_role, AsOwner};
 use crate::engine::tenancy::{self, Caller};
-use crate::engine::{activity, claim, client_driven, definitions, dispatch, execution, signal, status};
+use crate::engine::{activity, claim, client_driven, definitions, dispatch, execution, grants, signal, status};
 use crate::error::{OrRaise, Result, WorkflowError};
 use crate::jsonb_arg::JsonbArg;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
@@ -311,17 +311,62 @@ fn workflow_await(execution_id: Option<Uuid>, timeout: default!(Option<Interval>
     }))
 }
 
-/// Binds a role, and every role that inherits its rights, to a tenant (superusers only:
-/// nothing grants it). Its calls then see and act on that tenant's executions alone.
+/// Binds a role, and every role that inherits its rights, to a tenant (superusers and
+/// the `owner` part, from a role bound to no tenant). Its calls then see and act on that
+/// tenant's executions alone.
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_bind_tenant(role: Option<&str>, tenant_id: Option<&str>) {
-    call(|c, _| tenancy::bind(c, role, tenant_id))
+    call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_bind_tenant")?;
+        tenancy::bind(c, role, tenant_id)
+    })
 }
 
 /// Removes a role's tenant binding; false if it had none.
 #[pg_extern(volatile, parallel_unsafe)]
 fn workflow_unbind_tenant(role: Option<&str>) -> bool {
-    call(|c, _| tenancy::unbind(c, role))
+    call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_unbind_tenant")?;
+        tenancy::unbind(c, role)
+    })
+}
+
+/// Gives a role one of the four parts (README: Guarantees and security). Declared by
+/// hand for its `regrole` argument, so that `workflow_grant('app_worker', 'worker')`
+/// takes a role name as GRANT does.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION "workflow_grant"("role" regrole, "part" TEXT) RETURNS void
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_grant_wrapper';
+"#
+)]
+fn workflow_grant(role: Option<pg_sys::Oid>, part: Option<&str>) {
+    call(|c, caller| {
+        let role = required("role", role, "pass a role name")?;
+        let part = grants::Part::parse(part)?;
+        // Granting acts for every tenant: an unbound grantee sees them all.
+        tenancy::require_unbound(caller, "workflow_grant")?;
+        grants::grant(c, role, part)
+    })
+}
+
+/// Takes back every part `workflow_grant` gave the role.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION "workflow_revoke"("role" regrole) RETURNS void
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_revoke_wrapper';
+"#
+)]
+fn workflow_revoke(role: Option<pg_sys::Oid>) {
+    call(|c, caller| {
+        let role = required("role", role, "pass a role name")?;
+        tenancy::require_unbound(caller, "workflow_revoke")?;
+        grants::revoke(c, role)
+    })
 }
 
 /// The tenant the current role acts for; NULL when it acts for every tenant. The row

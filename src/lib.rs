@@ -38,7 +38,6 @@ extension_sql_file!(
     name = "tenancy",
     requires = ["schema", api::workflow_current_tenant, api::triggers::workflow_tenant_role_changed]
 );
-extension_sql_file!("roles.sql", name = "roles", requires = ["tenancy"]);
 
 // Nothing is granted to PUBLIC (README: Guarantees and security): Postgres grants EXECUTE
 // on new functions to PUBLIC by default, so take it back from every function of this
@@ -57,6 +56,22 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
+END
+$$;
+-- A role that created the extension without being a superuser (a trusted install: the
+-- script runs as the bootstrap superuser, who owns every object) administers it: it gets
+-- the owner part (README: Install). A superuser has every right already.
+DO $$
+DECLARE
+    creator pg_catalog.oid;
+    creator_is_superuser boolean;
+BEGIN
+    SELECT e.extowner, r.rolsuper INTO creator, creator_is_superuser
+    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) e.extowner
+    WHERE e.extname OPERATOR(pg_catalog.=) 'pg_workflow';
+    IF NOT creator_is_superuser THEN
+        PERFORM @extschema@.workflow_grant(creator::pg_catalog.regrole, 'owner');
+    END IF;
 END
 $$;
 -- Tell a running launcher (at commit) that this database now has the extension.

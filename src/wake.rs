@@ -4,8 +4,12 @@
 //! A transaction that creates work notes what it did (`post`); at commit, and only then,
 //! the notes go into a small shared mailbox and the database's dispatcher latch is set.
 //! The dispatcher drains the mailbox and sends the coalesced NOTIFYs, so no hot-path
-//! transaction ever takes the cluster-wide NOTIFY lock. Without the preload there is no
-//! shared memory and all of this is a no-op: `workflow_dispatch()` polls instead.
+//! transaction ever takes the cluster-wide NOTIFY lock.
+//!
+//! Without the preload there is no shared memory and no dispatcher: the transaction sends
+//! its own notifications instead, just before it commits (one per channel and payload),
+//! so LISTENing workers still hear of new work; what only time makes due (a retry's
+//! backoff, a timer) is announced by the next `workflow_dispatch()`.
 
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys;
@@ -176,16 +180,22 @@ fn ensure_registered(p: &mut Pending) {
         return;
     }
     p.registered = true;
-    register_xact_callback(PgXactCallbackEvent::Commit, publish);
-    register_xact_callback(PgXactCallbackEvent::Abort, || PENDING.with(|p| *p.borrow_mut() = Pending::default()));
+    if enabled() {
+        register_xact_callback(PgXactCallbackEvent::Commit, publish);
+    } else {
+        register_xact_callback(PgXactCallbackEvent::PreCommit, notify_before_commit);
+    }
+    register_xact_callback(PgXactCallbackEvent::Abort, forget_pending);
+    register_xact_callback(PgXactCallbackEvent::PrePrepare, forget_pending);
 }
 
-/// Notes, for this transaction's commit, that the dispatcher must be woken; `note` adds
-/// what it should know. A no-op without the preload.
+fn forget_pending() {
+    PENDING.with(|p| *p.borrow_mut() = Pending::default());
+}
+
+/// Notes, for this transaction's commit, that the dispatcher must be woken (or, without
+/// the preload, what to notify); `note` adds what it should know.
 fn at_commit(note: impl FnOnce(&mut Pending)) {
-    if !enabled() {
-        return;
-    }
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         ensure_registered(&mut p);
@@ -194,9 +204,12 @@ fn at_commit(note: impl FnOnce(&mut Pending)) {
     });
 }
 
-/// Wakes the dispatcher at commit for a pass: new timers, new sql steps, ...
+/// Wakes the dispatcher at commit for a pass: new timers, new sql steps, ... Without the
+/// preload there is no dispatcher to wake: whatever calls `workflow_dispatch()` runs them.
 pub fn wake_at_commit() {
-    at_commit(|p| p.timers = true);
+    if enabled() {
+        at_commit(|p| p.timers = true);
+    }
 }
 
 fn post(kind: Kind, queue: &str, id: [u8; 16], due_at: i64) {
@@ -226,6 +239,45 @@ pub fn execution_finished(id: &pgrx::Uuid) {
 
 pub fn execution_ready(id: &pgrx::Uuid) {
     post(Kind::ExecutionReady, "", *id.as_bytes(), 0);
+}
+
+/// The channel and payload an event is announced with, if it is to be announced now
+/// (`now`: a Postgres timestamp); a queue's retry that falls due later is not.
+pub fn notification(e: &Event, now: i64) -> Option<(&'static str, String)> {
+    match e.kind {
+        Kind::QueueReady if e.due_at > now => None,
+        Kind::QueueReady => Some(("workflow_activity_ready", e.queue().to_owned())),
+        Kind::ExecutionFinished => Some(("workflow_execution_finished", uuid_text(&e.id))),
+        Kind::ExecutionReady => Some(("workflow_execution_ready", uuid_text(&e.id))),
+        Kind::Empty => None,
+    }
+}
+
+fn uuid_text(bytes: &[u8; 16]) -> String {
+    uuid::Uuid::from_bytes(*bytes).to_string()
+}
+
+/// Pre-commit callback without the preload: this transaction notifies what it made
+/// ready itself (Postgres sends the notifications when, and only if, it commits).
+fn notify_before_commit() {
+    let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let now = now();
+    let mut sent: Vec<(&'static str, String)> = Vec::new();
+    for e in &pending.events {
+        if let Some(n) = notification(e, now) {
+            if !sent.contains(&n) {
+                notify(n.0, &n.1);
+                sent.push(n);
+            }
+        }
+    }
+}
+
+/// NOTIFY `channel`, `payload`, in this transaction.
+pub fn notify(channel: &str, payload: &str) {
+    unsafe {
+        pgrx::direct_function_call::<()>(pg_sys::pg_notify, &[channel.into_datum(), payload.into_datum()]);
+    }
 }
 
 /// Commit callback: moves this transaction's events into shared memory and wakes the

@@ -461,7 +461,11 @@ fn main() {
         return;
     }
     let mut results = Vec::new();
-    println!("pg_workflow benchmark: {secs} s per run after {} s warm-up; each figure beside the ceiling of the same cycle on a plain table", WARMUP.as_secs());
+    let mode = match std::env::var("PGWORKFLOW_BENCH_MODE").as_deref() {
+        Ok("no_preload") => "without the preload (each transaction notifies)",
+        _ => "preloaded (the dispatcher notifies)",
+    };
+    println!("pg_workflow benchmark, {mode}: {secs} s per run after {} s warm-up; each figure beside the ceiling of the same cycle on a plain table", WARMUP.as_secs());
     println!();
     println!(
         "{:<34} {:>7} {:>14} {:>14} {:>7} {:>12} {:>12}",
@@ -522,7 +526,7 @@ fn main() {
     connect(&url)
         .batch_execute(r#"CREATE EXTENSION pg_workflow; SELECT workflow_define('ping', '{"steps": [{"name": "a", "activity": "t", "queue": "ping"}]}');"#)
         .unwrap();
-    thread::sleep(Duration::from_secs(1)); // the launcher starts this database's dispatcher
+    thread::sleep(Duration::from_secs(1)); // the launcher starts this database's dispatcher (if preloaded)
     let lat = pickup_latency(&url, secs);
     let (p50, p95, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.95), percentile(&lat, 0.99));
     println!();
@@ -530,7 +534,7 @@ fn main() {
     let cpu = idle_cpu(&url, 5);
     println!("idle CPU of pg_workflow's background processes: {cpu:.2}% of one core (5 s idle)");
     let report = json!({
-        "seconds_per_run": secs, "warmup_seconds": WARMUP.as_secs(), "throughput": results,
+        "mode": mode, "seconds_per_run": secs, "warmup_seconds": WARMUP.as_secs(), "throughput": results,
         "pickup_latency_ms": {"p50": p50, "p95": p95, "p99": p99, "samples": lat.len()},
         "idle_cpu_percent": cpu,
     });

@@ -3,7 +3,7 @@
 
 use super::guarded;
 use crate::engine::notices as statements;
-use crate::wake::{Event, Kind};
+use crate::wake::{notification, Event, Kind};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,10 +18,6 @@ fn now_micros() -> i64 {
     unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
-fn uuid_text(bytes: &[u8; 16]) -> String {
-    uuid::Uuid::from_bytes(*bytes).to_string()
-}
-
 impl Notifier {
     /// Sends what is due; returns microseconds until the next retry to announce.
     pub fn flush(&mut self, events: &[Event], overflowed: bool) -> Option<i64> {
@@ -30,22 +26,19 @@ impl Notifier {
         let mut payloads: Vec<String> = Vec::new();
         let mut queues: BTreeSet<String> = BTreeSet::new();
         for e in events {
-            match e.kind {
-                Kind::QueueReady if e.due_at > now => {
+            match notification(e, now) {
+                Some(("workflow_activity_ready", queue)) => {
+                    queues.insert(queue);
+                }
+                Some((channel, payload)) => {
+                    channels.push(channel.into());
+                    payloads.push(payload);
+                }
+                // A retry that falls due later: announced then.
+                None if e.kind == Kind::QueueReady => {
                     self.later.entry(e.due_at).or_default().insert(e.queue().to_owned());
                 }
-                Kind::QueueReady => {
-                    queues.insert(e.queue().to_owned());
-                }
-                Kind::ExecutionFinished => {
-                    channels.push("workflow_execution_finished".into());
-                    payloads.push(uuid_text(&e.id));
-                }
-                Kind::ExecutionReady => {
-                    channels.push("workflow_execution_ready".into());
-                    payloads.push(uuid_text(&e.id));
-                }
-                Kind::Empty => {}
+                None => {}
             }
         }
         let due: Vec<i64> = self.later.range(..=now).map(|(k, _)| *k).collect();

@@ -102,10 +102,15 @@ pub fn purge(client: &mut SpiClient<'_>, retention: crate::model::interval::Micr
 }
 
 /// `workflow_dispatch()`: one pass, with sql steps run in the caller's transaction.
+/// Without the preload there is no dispatcher to announce work that time made due (a
+/// retry whose backoff ended): the call notifies every queue with claimable work.
 pub fn dispatch(client: &mut SpiClient<'_>, max_items: i32) -> Result<i32> {
     let mut moved = pass(client, max_items)?;
     for id in sql_step::due(client, max_items)? {
         moved += sql_step::run_one(client, id)? as i32;
+    }
+    if !crate::wake::enabled() {
+        super::notices::announce_ready_queues(client)?;
     }
     Ok(moved)
 }

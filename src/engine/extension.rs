@@ -1,6 +1,7 @@
-//! The extension itself, as this backend sees it: its schema, its owner, and whether
-//! its SQL objects are of this library's version (a new library under old objects, before
-//! `ALTER EXTENSION pg_workflow UPDATE`, refuses to work). Looked up once per backend.
+//! The extension itself, as this backend sees it: its schema, the owner of its objects,
+//! and whether its SQL objects are of this library's version (a new library under old
+//! objects, before `ALTER EXTENSION pg_workflow UPDATE`, refuses to work). Looked up once
+//! per backend.
 
 use crate::error::{Result, WorkflowError};
 use pgrx::pg_sys;
@@ -8,7 +9,7 @@ use pgrx::Spi;
 use std::cell::RefCell;
 
 thread_local! {
-    /// The extension's schema (quoted) and owner, looked up once per backend.
+    /// The extension's schema (quoted) and the owner of its tables, looked up once per backend.
     static EXTENSION: RefCell<Option<(String, pg_sys::Oid)>> = const { RefCell::new(None) };
 }
 
@@ -21,8 +22,10 @@ fn extension() -> Result<(String, pg_sys::Oid)> {
     }
     // Fully qualified, whatever the caller's search_path is.
     let found: Option<(Option<String>, Option<pg_sys::Oid>, Option<String>)> = Spi::get_three(
-        "SELECT pg_catalog.quote_ident(n.nspname)::pg_catalog.text, e.extowner, e.extversion \
+        "SELECT pg_catalog.quote_ident(n.nspname)::pg_catalog.text, c.relowner, e.extversion \
          FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
+         JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) e.extnamespace \
+          AND c.relname OPERATOR(pg_catalog.=) 'workflow_execution' \
          WHERE e.extname OPERATOR(pg_catalog.=) 'pg_workflow'",
     )
     .map(|(s, o, v)| Some((s, o, v)))
@@ -50,7 +53,10 @@ pub fn schema() -> Result<String> {
     Ok(extension()?.0)
 }
 
-/// The role that owns the extension and its tables.
+/// The role that owns the extension's tables and functions, whose rights the API runs
+/// with. Not `pg_extension.extowner`: in a trusted install (a non-superuser ran CREATE
+/// EXTENSION) the script ran as the bootstrap superuser, who owns the objects, while the
+/// extension is owned by the role that created it, which gets the `owner` part instead.
 pub fn owner() -> Result<pg_sys::Oid> {
     Ok(extension()?.1)
 }

@@ -15,6 +15,7 @@ pub mod definitions;
 pub mod dispatch;
 pub mod execution;
 pub mod extension;
+pub mod grants;
 pub mod limits;
 pub mod notices;
 pub mod plan;

@@ -1,6 +1,7 @@
 //! Whose rights the engine's SQL runs with.
 //!
-//! The tables belong to the extension's owner and nobody else gets write access: a role
+//! The tables belong to the extension's owner (the owner of its objects: a superuser, the
+//! bootstrap superuser in a trusted install) and nobody else gets write access: a role
 //! granted `workflow_claim` can claim, but cannot `UPDATE workflow_activity` by hand.
 //! So each API call switches to the owner for its table work, like a SECURITY DEFINER
 //! function would, but in Rust, so that the caller's role is still known (it owns the
@@ -78,14 +79,22 @@ fn set_search_path_to(path: &CStr, action: pg_sys::GucAction::Type) {
 }
 
 /// Runs a user's SQL: with the database's default search_path (the one a new session
-/// would have, not the engine's pinned one), and with every GUC it sets undone
+/// would have, not the engine's pinned one) followed by `pg_temp`, so that a temporary
+/// table of the session that runs it (a `workflow_dispatch()` caller's) cannot stand in
+/// for one of the step's tables; and with every GUC it sets undone
 /// afterwards (`SET`, `set_config`, even without LOCAL), so that it leaves no trace in
 /// the session that runs it. On an ERROR the subtransaction's abort undoes them.
 pub fn with_user_gucs<T>(f: impl FnOnce() -> T) -> T {
     let level = unsafe { pg_sys::NewGUCNestLevel() };
     // The reset value of a built-in setting is never NULL.
     let default_path = unsafe { CStr::from_ptr(pg_sys::GetConfigOptionResetString(c"search_path".as_ptr())) };
-    set_search_path_to(default_path, pg_sys::GucAction::GUC_ACTION_SAVE);
+    let default_path = default_path.to_string_lossy();
+    let path = match default_path.trim() {
+        "" => "pg_temp".to_owned(),
+        listed => format!("{listed}, pg_temp"),
+    };
+    let path = std::ffi::CString::new(path).unwrap_or_else(|_| c"pg_temp".to_owned());
+    set_search_path_to(&path, pg_sys::GucAction::GUC_ACTION_SAVE);
     let out = f();
     unsafe { pg_sys::AtEOXact_GUC(false, level) };
     out

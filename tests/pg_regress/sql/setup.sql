@@ -1,6 +1,9 @@
--- Creates the extension and a helper that shows an error's SQLSTATE and message
--- with ids masked, so that expected output is stable.
-CREATE EXTENSION pg_workflow;
+-- Creates the extension (unless the setup under test created it already, as a
+-- non-superuser: scripts/test.sh) and a helper that shows an error's SQLSTATE and
+-- message with ids masked, so that expected output is stable.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pg_workflow;
+RESET client_min_messages;
 
 CREATE FUNCTION expect_error(statement text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN

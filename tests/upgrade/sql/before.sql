@@ -1,4 +1,4 @@
--- Phase 1, on the previous release (0.1.0, its own library): executions in every state.
+-- Phase 1, on the previous release (its own library): executions in every state.
 CREATE EXTENSION pg_workflow;
 SELECT extversion FROM pg_extension WHERE extname = 'pg_workflow';
 
