@@ -41,3 +41,15 @@ if ! grep -qs "^pg15" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
     echo "==> cargo pgrx init --pg15 $PG_CONFIG"
     cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
 fi
+# The TypeScript client's dependencies (clients/typescript), from its lock file: pg, and
+# for its tests TypeScript and Bun (the npm package carries the binary).
+if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+    echo "Node.js 20 or later is missing: install it (https://nodejs.org) and run this again" >&2
+    exit 1
+fi
+lock=clients/typescript/package-lock.json
+if ! [ clients/typescript/node_modules/.package-lock.json -nt "$lock" ]; then
+    echo "==> npm ci (clients/typescript)"
+    (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error)
+fi
+

@@ -116,6 +116,14 @@ run_regress "$port"
 echo "--> client-level tests (tests/client)"
 PGWORKFLOW_TEST_URL="host=127.0.0.1 port=$port user=postgres" PGWORKFLOW_TEST_PGDATA="$work/cluster" \
     run_client_tests "${common[@]}"
+echo "--> the TypeScript client and worker (clients/typescript), under Node and under Bun"
+(
+    cd clients/typescript
+    export PGWORKFLOW_TEST_URL="host=127.0.0.1 port=$port user=postgres" PGWORKFLOW_TEST_PGDATA="$work/cluster"
+    node_modules/.bin/tsc -p tsconfig.json
+    node dist/test/run.js
+    node_modules/.bin/bun test/run.ts
+)
 scripts/cluster.sh stop "$work/cluster"
 
 # A cluster as a provider runs it (DIR PORT postgresql.conf lines...), with a login role

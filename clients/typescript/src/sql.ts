@@ -1,0 +1,262 @@
+// Typed wrappers for every SQL function of pg_workflow (README: SQL API). Each is one
+// statement on the connection (or pool) it is given, so it runs in that connection's
+// transaction. Optional arguments left out take the server's defaults (named notation);
+// JSON is serialized explicitly; `undefined` where a value is needed is refused before
+// the call (InvalidArgumentError), never sent as NULL.
+
+import { fromDriverError } from "./errors.js";
+import { jsonParam, required, type Json } from "./json.js";
+import type {
+  ClaimedActivity,
+  Duration,
+  ErrorJson,
+  ExecutionStatus,
+  GrantPart,
+  ScheduleOptions,
+  StartOptions,
+  WorkflowDefinition,
+} from "./types.js";
+
+/** Anything with node-postgres' `query`: a Pool, a Client, a PoolClient. */
+export interface Queryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
+}
+
+type Arg = readonly [name: string, value: unknown, cast: string];
+
+/** An interval parameter: milliseconds, or a duration string pg_workflow reads. */
+export function interval(field: string, d: Duration): string {
+  if (typeof d === "number") {
+    if (!Number.isFinite(d) || d < 0) throw new RangeError(`${field} must be a non-negative number of milliseconds`);
+    return `${d} milliseconds`;
+  }
+  return required(field, d);
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** The SQL functions, on one connection or pool, in the extension's schema (or the search_path). */
+export class WorkflowSql {
+  readonly #db: Queryable;
+  readonly #prefix: string;
+
+  constructor(db: Queryable, options: { schema?: string } = {}) {
+    this.#db = db;
+    this.#prefix = options.schema ? `${quoteIdent(options.schema)}.` : "";
+  }
+
+  /** Calls `fn` with the given arguments (named; `undefined` ones left out). */
+  async #call(fn: string, args: readonly Arg[], shape: "value" | "rows" = "value"): Promise<any> {
+    const given = args.filter(([, value]) => value !== undefined);
+    const list = given.map(([name, , cast], i) => `${name} => $${i + 1}::${cast}`).join(", ");
+    const text =
+      shape === "rows" ? `SELECT * FROM ${this.#prefix}${fn}(${list})` : `SELECT ${this.#prefix}${fn}(${list}) AS value`;
+    try {
+      const result = await this.#db.query(text, given.map(([, value]) => value));
+      return shape === "rows" ? result.rows : result.rows[0]?.value;
+    } catch (error) {
+      throw fromDriverError(error);
+    }
+  }
+
+  /** workflow_define: stores a declared workflow; its version. */
+  async define(name: string, definition: WorkflowDefinition): Promise<number> {
+    return this.#call("workflow_define", [
+      ["name", required("name", name), "text"],
+      ["definition", jsonParam("definition", definition), "jsonb"],
+    ]);
+  }
+
+  /** workflow_start: the execution's id (the existing one for a repeated idempotency key). */
+  async start(
+    workflowType: string,
+    input: Json = {},
+    options: { idempotencyKey?: string; options?: StartOptions } = {},
+  ): Promise<string> {
+    return this.#call("workflow_start", [
+      ["workflow_type", required("workflowType", workflowType), "text"],
+      ["input", jsonParam("input", input), "jsonb"],
+      ["idempotency_key", options.idempotencyKey, "text"],
+      ["options", options.options === undefined ? undefined : jsonParam("options", options.options), "jsonb"],
+    ]);
+  }
+
+  /** workflow_claim: up to `maxCount` due activities of a queue, leased to `workerId`. */
+  async claim(options: {
+    queue: string;
+    workerId: string;
+    maxCount?: number;
+    lease?: Duration;
+    activityTypes?: string[];
+  }): Promise<ClaimedActivity[]> {
+    return this.#call(
+      "workflow_claim",
+      [
+        ["queue", required("queue", options.queue), "text"],
+        ["worker_id", required("workerId", options.workerId), "text"],
+        ["max_count", options.maxCount, "int"],
+        ["lease", options.lease === undefined ? undefined : interval("lease", options.lease), "interval"],
+        ["activity_types", options.activityTypes, "text[]"],
+      ],
+      "rows",
+    );
+  }
+
+  /** workflow_complete_activity: false if it was already completed or cancelled. */
+  async completeActivity(activityId: string, output: Json, attempt?: number): Promise<boolean> {
+    return this.#call("workflow_complete_activity", [
+      ["activity_id", required("activityId", activityId), "uuid"],
+      ["output", jsonParam("output", output), "jsonb"],
+      ["attempt", attempt, "int"],
+    ]);
+  }
+
+  /** workflow_complete_activities: a batch in one call and one commit. */
+  async completeActivities(items: { activityId: string; output: Json; attempt: number }[]): Promise<boolean[]> {
+    return this.#call("workflow_complete_activities", [
+      ["activity_ids", items.map((it, i) => required(`items[${i}].activityId`, it.activityId)), "uuid[]"],
+      ["outputs", items.map((it, i) => jsonParam(`items[${i}].output`, it.output)), "jsonb[]"],
+      ["attempts", items.map((it, i) => required(`items[${i}].attempt`, it.attempt)), "int[]"],
+    ]);
+  }
+
+  /** workflow_fail_activity: 'retrying', 'failed', or 'cancelled'. */
+  async failActivity(
+    activityId: string,
+    error: ErrorJson | string,
+    options: { attempt?: number; retryable?: boolean } = {},
+  ): Promise<"retrying" | "failed" | "cancelled"> {
+    return this.#call("workflow_fail_activity", [
+      ["activity_id", required("activityId", activityId), "uuid"],
+      ["error", jsonParam("error", error), "jsonb"],
+      ["attempt", options.attempt, "int"],
+      ["retryable", options.retryable, "boolean"],
+    ]);
+  }
+
+  /** workflow_heartbeat: extends the lease; true when cancellation was requested. */
+  async heartbeat(activityId: string, options: { attempt?: number; details?: Json } = {}): Promise<boolean> {
+    return this.#call("workflow_heartbeat", [
+      ["activity_id", required("activityId", activityId), "uuid"],
+      ["attempt", options.attempt, "int"],
+      ["details", options.details === undefined ? undefined : jsonParam("details", options.details), "jsonb"],
+    ]);
+  }
+
+  /** workflow_signal: the signal's id (the same for a repeated idempotency key). */
+  async signal(executionId: string, name: string, payload: Json = null, idempotencyKey?: string): Promise<string> {
+    return this.#call("workflow_signal", [
+      ["execution_id", required("executionId", executionId), "uuid"],
+      ["name", required("name", name), "text"],
+      ["payload", jsonParam("payload", payload), "jsonb"],
+      ["idempotency_key", idempotencyKey, "text"],
+    ]);
+  }
+
+  /** workflow_cancel: false if it had already finished. */
+  async cancel(executionId: string, reason?: string): Promise<boolean> {
+    return this.#call("workflow_cancel", [
+      ["execution_id", required("executionId", executionId), "uuid"],
+      ["reason", reason, "text"],
+    ]);
+  }
+
+  /** workflow_retry: resumes a failed or cancelled execution; false if it was neither. */
+  async retry(executionId: string): Promise<boolean> {
+    return this.#call("workflow_retry", [["execution_id", required("executionId", executionId), "uuid"]]);
+  }
+
+  /** workflow_schedule_activity (client-driven executions): the activity's id, idempotent per step key. */
+  async scheduleActivity(
+    executionId: string,
+    stepKey: string,
+    activityType: string | null,
+    input: Json = {},
+    options: ScheduleOptions = {},
+  ): Promise<string> {
+    return this.#call("workflow_schedule_activity", [
+      ["execution_id", required("executionId", executionId), "uuid"],
+      ["step_key", required("stepKey", stepKey), "text"],
+      ["activity_type", required("activityType", activityType), "text"],
+      ["input", jsonParam("input", input), "jsonb"],
+      ["options", jsonParam("options", options), "jsonb"],
+    ]);
+  }
+
+  /** workflow_complete (client-driven executions): false if it already ended that way. */
+  async complete(executionId: string, output: Json = null): Promise<boolean> {
+    return this.#call("workflow_complete", [
+      ["execution_id", required("executionId", executionId), "uuid"],
+      ["output", jsonParam("output", output), "jsonb"],
+    ]);
+  }
+
+  /** workflow_fail (client-driven executions): false if it already ended that way. */
+  async fail(executionId: string, error: ErrorJson | string): Promise<boolean> {
+    return this.#call("workflow_fail", [
+      ["execution_id", required("executionId", executionId), "uuid"],
+      ["error", jsonParam("error", error), "jsonb"],
+    ]);
+  }
+
+  /** workflow_status: the execution and every step. */
+  async status(executionId: string): Promise<ExecutionStatus> {
+    return this.#call("workflow_status", [["execution_id", required("executionId", executionId), "uuid"]]);
+  }
+
+  /** workflow_await: blocks this connection until the execution finishes or `timeout` passes. */
+  async awaitOnServer(executionId: string, timeout: Duration): Promise<ExecutionStatus> {
+    return this.#call("workflow_await", [
+      ["execution_id", required("executionId", executionId), "uuid"],
+      ["timeout", interval("timeout", timeout), "interval"],
+    ]);
+  }
+
+  /** workflow_dispatch: one pass of due work; how many items moved. */
+  async dispatch(maxItems?: number): Promise<number> {
+    return this.#call("workflow_dispatch", [["max_items", maxItems, "int"]]);
+  }
+
+  /** workflow_wake: wakes the dispatcher at commit; false without the preload. */
+  async wake(): Promise<boolean> {
+    return this.#call("workflow_wake", []);
+  }
+
+  /** workflow_grant: gives a role one of the four parts. */
+  async grant(role: string, part: GrantPart): Promise<void> {
+    await this.#call("workflow_grant", [
+      ["role", quoteIdent(required("role", role)), "regrole"],
+      ["part", required("part", part), "text"],
+    ]);
+  }
+
+  /** workflow_revoke: takes every part back. */
+  async revoke(role: string): Promise<void> {
+    await this.#call("workflow_revoke", [["role", quoteIdent(required("role", role)), "regrole"]]);
+  }
+
+  /** workflow_bind_tenant: binds a role (and every role inheriting its rights) to a tenant. */
+  async bindTenant(role: string, tenantId: string): Promise<void> {
+    await this.#call("workflow_bind_tenant", [
+      ["role", required("role", role), "text"],
+      ["tenant_id", required("tenantId", tenantId), "text"],
+    ]);
+  }
+
+  /** workflow_unbind_tenant: false if the role was not bound. */
+  async unbindTenant(role: string): Promise<boolean> {
+    return this.#call("workflow_unbind_tenant", [["role", required("role", role), "text"]]);
+  }
+
+  /** workflow_current_tenant: the tenant the current role acts for; null for every tenant. */
+  async currentTenant(): Promise<string | null> {
+    return this.#call("workflow_current_tenant", []);
+  }
+
+  /** workflow_uuidv7: a new time-ordered id. */
+  async uuidv7(): Promise<string> {
+    return this.#call("workflow_uuidv7", []);
+  }
+}

@@ -1,0 +1,136 @@
+// The shapes pg_workflow's functions take and return (README: SQL API). Field names are
+// the server's, as workflow_status returns them.
+
+import type { Json } from "./json.js";
+
+export type ExecutionState = "pending" | "running" | "completed" | "failed" | "cancelled";
+export type StepState =
+  | "pending"
+  | "scheduled"
+  | "running"
+  | "waiting"
+  | "completed"
+  | "failed"
+  | "cancelled"
+  | "skipped";
+
+/** A duration as pg_workflow reads it ("30s", "5m", "1h30m", "7 days"), or milliseconds. */
+export type Duration = string | number;
+
+export interface RetryPolicy {
+  max_attempts?: number;
+  initial_interval?: string;
+  backoff_coefficient?: number;
+  max_interval?: string;
+  jitter?: number;
+  non_retryable?: string[];
+}
+
+/** Where and how a step runs: the fields a definition's step and a client-driven one share. */
+export interface StepSettings {
+  queue?: string;
+  priority?: number;
+  retry?: RetryPolicy;
+  timeout?: string;
+  heartbeat_timeout?: string;
+  schedule_to_close?: string;
+}
+
+export interface StepDefinition extends StepSettings {
+  name: string;
+  activity?: string;
+  sql?: string;
+  sleep?: string | { until: string };
+  wait_signal?: string;
+  workflow?: string;
+  depends_on?: string[];
+  map?: string;
+  max_concurrency?: number;
+  description?: string;
+}
+
+export interface WorkflowDefinition {
+  steps: StepDefinition[];
+  compensate?: Record<string, string | { activity: string; queue?: string }>;
+  timeout?: string;
+  description?: string;
+}
+
+export interface StartOptions {
+  delay?: string;
+  start_at?: string;
+  timeout?: string;
+  priority?: number;
+  queue?: string;
+  tenant_id?: string;
+  labels?: { [key: string]: Json };
+  client_driven?: boolean;
+}
+
+export interface ScheduleOptions extends StepSettings {
+  sleep?: string;
+  wait_signal?: string;
+}
+
+export interface ClaimedActivity {
+  activity_id: string;
+  execution_id: string;
+  workflow_type: string;
+  step_key: string;
+  activity_type: string;
+  input: Json;
+  attempt: number;
+  lease_expires_at: Date;
+}
+
+/** What a failed activity or execution stores: `type` decides retries (non_retryable). */
+export interface ErrorJson {
+  type?: string;
+  message: string;
+  stack?: string;
+  [key: string]: Json | undefined;
+}
+
+export interface StepStatus {
+  step_key: string;
+  kind: "task" | "sql" | "sleep" | "signal" | "workflow";
+  status: StepState;
+  activity_type: string | null;
+  attempt: number;
+  max_attempts: number;
+  output: Json;
+  error: ErrorJson | null;
+  worker_id: string | null;
+  heartbeat: Json;
+  cancel_requested: boolean;
+  scheduled_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  lease_expires_at: string | null;
+}
+
+export interface ExecutionStatus {
+  id: string;
+  workflow_type: string;
+  definition_version: number | null;
+  status: ExecutionState;
+  input: Json;
+  output: Json;
+  error: ErrorJson | null;
+  queue: string;
+  priority: number;
+  idempotency_key: string | null;
+  tenant_id: string | null;
+  labels: { [key: string]: Json };
+  parent_id: string | null;
+  parent_step: string | null;
+  ready_at: string | null;
+  deadline: string | null;
+  compensation: Json;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  steps: StepStatus[];
+}
+
+export type GrantPart = "owner" | "admin" | "starter" | "worker";

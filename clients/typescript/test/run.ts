@@ -1,0 +1,7 @@
+// Runs every TypeScript test, one after another (Node: dist/test/run.js; Bun: test/run.ts).
+import "./client.test.js";
+import "./worker.test.js";
+import "./readme.test.js";
+import { runAll } from "./harness.js";
+
+await runAll();

@@ -1,0 +1,207 @@
+// The worker: many executions with failures injected, a worker process killed mid-batch,
+// Postgres restarted mid-run, a graceful shutdown, cancellation reaching a handler.
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { ActivityFailure, NonRetryableFailure, Worker, WorkflowSql } from "../src/index.js";
+import { assert, assertEqual, eventually, freshDatabase, test, withClient } from "./harness.js";
+
+const THREE_STEPS = {
+  steps: [
+    { name: "fetch", activity: "step", retry: { max_attempts: 5, initial_interval: "100ms", jitter: 0 } },
+    { name: "chunk", activity: "step", depends_on: ["fetch"], retry: { max_attempts: 5, initial_interval: "100ms", jitter: 0 } },
+    { name: "store", activity: "step", depends_on: ["chunk"], retry: { max_attempts: 5, initial_interval: "100ms", jitter: 0 } },
+  ],
+};
+
+async function startMany(config: pg.ClientConfig, type: string, n: number): Promise<void> {
+  await withClient(config, async (db) => {
+    const sql = new WorkflowSql(db);
+    await sql.define(type, THREE_STEPS);
+    await db.query("SELECT workflow_start($1, jsonb_build_object('n', i)) FROM generate_series(1, $2) i", [type, n]);
+  });
+}
+
+async function count(config: pg.ClientConfig, query: string): Promise<number> {
+  return withClient(config, async (db) => Number((await db.query(query)).rows[0].n));
+}
+
+test("4 workers finish 1,000 three-step executions with failures injected", async () => {
+  const config = await freshDatabase("pgw_ts_many");
+  await startMany(config, "ts_many", 1000);
+  const succeeded = new Map<string, number>();
+  let failuresInjected = 0;
+  const workers = [0, 1, 2, 3].map(
+    (i) =>
+      new Worker({
+        connection: config as pg.PoolConfig,
+        workerId: `w${i}`,
+        concurrency: 8,
+        handlers: {
+          step: async (input: { input: { n: number } }, ctx) => {
+            // Every 10th execution fails each step's first attempt: retried by the policy.
+            if (input.input.n % 10 === 0 && ctx.attempt === 1) {
+              failuresInjected++;
+              throw new ActivityFailure("model overloaded", { type: "Overloaded" });
+            }
+            succeeded.set(ctx.activityId, (succeeded.get(ctx.activityId) ?? 0) + 1);
+            return { step: ctx.stepKey, n: input.input.n };
+          },
+        },
+      }),
+  );
+  await Promise.all(workers.map((w) => w.start()));
+  await eventually("1,000 completed executions", 120, async () =>
+    (await count(config, "SELECT count(*) AS n FROM workflow_execution WHERE status = 'completed'")) === 1000,
+  );
+  await Promise.all(workers.map((w) => w.stop()));
+  assertEqual(failuresInjected, 300, "failures injected");
+  assertEqual(succeeded.size, 3000, "activities that succeeded");
+  assert([...succeeded.values()].every((n) => n === 1), "no activity succeeded twice");
+  assertEqual(await count(config, "SELECT count(*) AS n FROM workflow_activity WHERE status <> 'completed'"), 0);
+  assertEqual(
+    await count(config, "SELECT count(*) AS n FROM workflow_activity WHERE attempt <> CASE WHEN (SELECT (input->>'n')::int % 10 FROM workflow_execution e WHERE e.id = execution_id) = 0 THEN 2 ELSE 1 END"),
+    0,
+    "attempts: 2 where a failure was injected, else 1",
+  );
+});
+
+/** Starts test/worker-process in a process of its own, with this runtime. */
+async function workerProcess(config: pg.ClientConfig, env: Record<string, string> = {}): Promise<ChildProcess> {
+  const self = fileURLToPath(import.meta.url);
+  const script = self.replace(/worker\.test\.(ts|js)$/, "worker-process.$1");
+  const child = spawn(process.execPath, [script], {
+    env: { ...process.env, PGWORKFLOW_WORKER_CONFIG: JSON.stringify(config), ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
+    child.once("exit", (code) => reject(new Error(`worker process exited (${code}) before it was ready`)));
+  });
+  return child;
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once("exit", (code) => resolve(code))));
+}
+
+const RUNS_TABLE =
+  "CREATE TABLE ts_runs (id bigserial PRIMARY KEY, activity_id uuid, attempt int, pid int, started_at timestamptz DEFAULT clock_timestamp(), finished_at timestamptz)";
+
+test("a worker process killed mid-batch: its attempts come back after the lease, nothing completed runs again", async () => {
+  const config = await freshDatabase("pgw_ts_kill");
+  await withClient(config, (db) => db.query(RUNS_TABLE));
+  await startMany(config, "ts_kill", 100);
+  const first = await workerProcess(config, { PGWORKFLOW_WORK_MS: "300", PGWORKFLOW_LEASE_MS: "2000" });
+  await eventually("the first worker to be mid-batch", 30, async () => (await count(config, "SELECT count(*) AS n FROM ts_runs WHERE finished_at IS NULL")) >= 4);
+  first.kill("SIGKILL");
+  await exited(first);
+  const abandoned = await count(config, "SELECT count(*) AS n FROM workflow_activity WHERE status = 'running'");
+  assert(abandoned > 0, "the killed worker left claimed activities behind");
+  const second = await workerProcess(config, { PGWORKFLOW_WORK_MS: "20", PGWORKFLOW_LEASE_MS: "2000" });
+  await eventually("100 completed executions", 120, async () =>
+    (await count(config, "SELECT count(*) AS n FROM workflow_execution WHERE status = 'completed'")) === 100,
+  );
+  second.kill("SIGTERM");
+  assertEqual(await exited(second), 0, "the second worker stops cleanly");
+  // No run of an activity started after it had completed, and every claim ran at most once.
+  assertEqual(
+    await count(config, "SELECT count(*) AS n FROM ts_runs r JOIN workflow_activity a ON a.id = r.activity_id WHERE r.started_at > a.finished_at"),
+    0,
+    "runs after completion",
+  );
+  assertEqual(await count(config, "SELECT count(*) AS n FROM (SELECT 1 FROM ts_runs GROUP BY activity_id, attempt HAVING count(*) > 1) d"), 0, "an attempt ran twice");
+});
+
+test("Postgres restarted mid-run: the workers reconnect and finish", async () => {
+  const pgdata = process.env.PGWORKFLOW_TEST_PGDATA;
+  if (!pgdata) throw new Error("PGWORKFLOW_TEST_PGDATA is not set; run these tests through `make test`");
+  const config = await freshDatabase("pgw_ts_restart");
+  await startMany(config, "ts_restart", 200);
+  let done = 0;
+  const workers = [0, 1].map(
+    (i) =>
+      new Worker({
+        connection: config as pg.PoolConfig,
+        workerId: `r${i}`,
+        concurrency: 4,
+        leaseMs: 3000,
+        onError: () => {},
+        handlers: {
+          step: async () => {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+            done++;
+            return null;
+          },
+        },
+      }),
+  );
+  await Promise.all(workers.map((w) => w.start()));
+  await eventually("some work done before the restart", 60, async () => done >= 100);
+  const root = fileURLToPath(new URL("../".repeat(fileURLToPath(import.meta.url).includes("/dist/") ? 4 : 3), import.meta.url));
+  const restart = spawnSync(`${root}/scripts/cluster.sh`, ["restart", pgdata], { stdio: "inherit" });
+  assertEqual(restart.status, 0, "scripts/cluster.sh restart");
+  await eventually("200 completed executions after the restart", 120, async () => {
+    try {
+      return (await count(config, "SELECT count(*) AS n FROM workflow_execution WHERE status = 'completed'")) === 200;
+    } catch {
+      return false; // still starting
+    }
+  });
+  await Promise.all(workers.map((w) => w.stop()));
+});
+
+test("SIGTERM: the worker stops claiming, finishes what it runs, and exits 0", async () => {
+  const config = await freshDatabase("pgw_ts_sigterm");
+  await withClient(config, (db) => db.query(RUNS_TABLE));
+  await startMany(config, "ts_sigterm", 40);
+  const child = await workerProcess(config, { PGWORKFLOW_WORK_MS: "1000", PGWORKFLOW_LEASE_MS: "30000" });
+  await eventually("work in flight", 30, async () => (await count(config, "SELECT count(*) AS n FROM ts_runs")) >= 8);
+  child.kill("SIGTERM");
+  assertEqual(await exited(child), 0, "exit code");
+  const unfinished = await count(config, "SELECT count(*) AS n FROM ts_runs WHERE finished_at IS NULL");
+  assertEqual(unfinished, 0, "handlers interrupted");
+  const left = await count(config, `SELECT count(*) AS n FROM workflow_activity WHERE status = 'running' AND worker_id = 'proc-${child.pid}'`);
+  assertEqual(left, 0, "activities left claimed by the stopped worker");
+  assertEqual(
+    await count(config, "SELECT count(*) AS n FROM ts_runs r JOIN workflow_activity a ON a.id = r.activity_id AND a.attempt = r.attempt WHERE a.status <> 'completed' AND a.step_key = 'fetch'"),
+    0,
+    "every run that finished was completed",
+  );
+});
+
+test("a cancelled execution aborts its running handler; a NonRetryableFailure fails the step at once", async () => {
+  const config = await freshDatabase("pgw_ts_cancel");
+  let aborted = false;
+  const worker = new Worker({
+    connection: config as pg.PoolConfig,
+    leaseMs: 600, // heartbeats every 200 ms
+    handlers: {
+      slow: (_input, ctx) =>
+        new Promise((_resolve, reject) => {
+          ctx.signal.addEventListener("abort", () => {
+            aborted = true;
+            reject(ctx.signal.reason);
+          });
+        }),
+      bad: () => {
+        throw new NonRetryableFailure("the document is not a PDF", { type: "BadInput" });
+      },
+    },
+  });
+  await withClient(config, async (db) => {
+    const sql = new WorkflowSql(db);
+    await sql.define("ts_slow", { steps: [{ name: "s", activity: "slow" }] });
+    await sql.define("ts_bad", { steps: [{ name: "b", activity: "bad", retry: { max_attempts: 5 } }] });
+    await worker.start();
+    const slow = await sql.start("ts_slow");
+    await eventually("the slow activity to run", 30, async () => worker.running === 1);
+    await sql.cancel(slow, "stop");
+    await eventually("the handler to see the cancellation", 30, async () => aborted);
+    const bad = await sql.start("ts_bad");
+    const status = await sql.awaitOnServer(bad, "30s");
+    assertEqual([status.status, status.steps[0]?.attempt, status.steps[0]?.error?.type], ["failed", 1, "BadInput"]);
+  });
+  await worker.stop();
+});
