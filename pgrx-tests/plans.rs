@@ -66,6 +66,21 @@ fn exercise_the_engine() {
     run(&format!("SELECT workflow_schedule_activity('{client}', 's1', 't', '{{}}')"));
     run(&format!("SELECT workflow_schedule_activity('{client}', 'nap', NULL, '{{}}', '{{\"sleep\": \"1h\"}}')"));
     run(&format!("SELECT workflow_complete('{client}', '1')"));
+    // Replay turns, one activity claimed by id, a client-driven child, finding by key.
+    let replayed = one::<Uuid>("SELECT workflow_start('plan_replay', '{}', 'r1', '{\"client_driven\": true}')");
+    run("SELECT workflow_find('plan_replay', 'r1')");
+    let token = one::<i32>("SELECT lease_token FROM workflow_claim_executions(ARRAY['plan_replay'], 'p')");
+    let step = one::<Uuid>(&format!(
+        "SELECT workflow_schedule_activity('{replayed}', 'one', 'own', '{{}}', '{{\"lease_token\": {token}}}')"
+    ));
+    run(&format!("SELECT workflow_schedule_activity('{replayed}', 'kid', NULL, '{{}}', '{{\"workflow\": \"plan_kid\", \"client_driven\": true}}')"));
+    run(&format!("SELECT workflow_renew_execution('{replayed}', {token})"));
+    run(&format!("SELECT * FROM workflow_claim_activity('{step}', 'p')"));
+    run(&format!("SELECT workflow_fail_activity('{step}', '\"again\"', 1)"));
+    run(&format!("SELECT workflow_release_execution('{replayed}', {token})"));
+    run(&format!("UPDATE workflow_execution SET ready_at = now() - interval '1s' WHERE id = '{replayed}'"));
+    let token = one::<i32>("SELECT lease_token FROM workflow_claim_executions(ARRAY['plan_replay'], 'p')");
+    run(&format!("SELECT workflow_complete('{replayed}', '1', {token})"));
     // Failure for good, compensation, cancellation, resume, expiry.
     let chain = one::<Uuid>("SELECT workflow_start('plan_chain', '{}', 'k2')");
     let (a, _, attempt) = claim_one("default");
@@ -102,6 +117,7 @@ fn exercise_the_engine() {
         crate::engine::dispatch::sql_due(c).unwrap();
         crate::engine::dispatch::purge(c, 1, 10).unwrap();
         crate::engine::notices::send(c, vec!["plan_test".into()], vec!["x".into()], true).unwrap();
+        crate::engine::notices::announce_ready_executions(c, 10).unwrap();
     });
 }
 

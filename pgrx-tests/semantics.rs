@@ -364,7 +364,8 @@ fn a_client_driven_execution_replays_to_the_same_activities() {
     assert!(one::<bool>(&format!(
         "SELECT ready_at IS NOT NULL AND status = 'running' FROM workflow_execution WHERE id = '{id}'"
     )));
-    let again = one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'fetch', 'http.fetch')"));
+    let again =
+        one::<Uuid>(&format!("SELECT workflow_schedule_activity('{id}', 'fetch', 'http.fetch', '{{\"u\": 1}}')"));
     assert_eq!(again, first, "a replay after completion returns the done activity");
     assert_eq!(one::<JsonB>(&format!("SELECT output FROM workflow_activity WHERE id = '{again}'")).0, json!("page"));
     let wait = one::<Uuid>(&format!(

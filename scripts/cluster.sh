@@ -28,7 +28,9 @@ start)
         echo "unix_socket_directories = '$dir'"
         echo "shared_preload_libraries = 'pg_workflow'"
         echo "max_connections = 200"
-        echo "max_worker_processes = 32"
+        # One dispatcher per database with the extension (and an sql runner while one
+        # runs): test suites that keep many databases need more than the default 8.
+        echo "max_worker_processes = 96"
         # %b: the backend type, so a log line says which process wrote it (a pg_workflow
         # dispatcher, an autovacuum worker, ...).
         echo "log_line_prefix = '%m [%p] %b '"

@@ -12,7 +12,7 @@
 use crate::engine::execution::ClientOutcome;
 use crate::engine::privileges::{current_role, AsOwner};
 use crate::engine::tenancy::{self, Caller};
-use crate::engine::{activity, claim, client_driven, definitions, dispatch, execution, grants, signal, status};
+use crate::engine::{activity, claim, client_driven, definitions, dispatch, execution, grants, replay, signal, status};
 use crate::error::{OrRaise, Result, WorkflowError};
 use crate::jsonb_arg::JsonbArg;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
@@ -119,6 +119,21 @@ fn workflow_claim(
         let lease = required("lease", lease, "pass how long the claim holds, such as '5 minutes'")?;
         claim::claim(c, caller, queue, worker_id, max_count, lease, activity_types)
     });
+    claimed_table(rows)
+}
+
+type ClaimedRow = (
+    name!(activity_id, Uuid),
+    name!(execution_id, Uuid),
+    name!(workflow_type, String),
+    name!(step_key, String),
+    name!(activity_type, Option<String>),
+    name!(input, JsonB),
+    name!(attempt, i32),
+    name!(lease_expires_at, TimestampWithTimeZone),
+);
+
+fn claimed_table(rows: Vec<claim::Claimed>) -> TableIterator<'static, ClaimedRow> {
     TableIterator::new(rows.into_iter().map(|r| {
         (
             r.activity_id,
@@ -131,6 +146,37 @@ fn workflow_claim(
             r.lease_expires_at,
         )
     }))
+}
+
+/// Claims one activity by id, if it is claimable now (client-driven engines that run
+/// their own activities); no row if a worker has it, its retry is not due, or it ended.
+/// (`id`, not `activity_id`: that name is taken by the result column.)
+#[allow(clippy::type_complexity)] // the `name!` types must be spelled out: see workflow_claim
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_claim_activity(
+    id: Option<Uuid>,
+    worker_id: Option<&str>,
+    lease: default!(Option<Interval>, "'5 minutes'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(activity_id, Uuid),
+        name!(execution_id, Uuid),
+        name!(workflow_type, String),
+        name!(step_key, String),
+        name!(activity_type, Option<String>),
+        name!(input, JsonB),
+        name!(attempt, i32),
+        name!(lease_expires_at, TimestampWithTimeZone),
+    ),
+> {
+    let rows = call(|c, caller| {
+        let id = required("id", id, "pass the id workflow_schedule_activity returned")?;
+        let worker_id = required("worker_id", worker_id, "pass a name for this worker (host:pid)")?;
+        let lease = required("lease", lease, "pass how long the claim holds, such as '5 minutes'")?;
+        claim::claim_activity(c, caller, id, worker_id, lease)
+    });
+    claimed_table(rows)
 }
 
 /// Completes a claimed activity; false if it was already completed or cancelled.
@@ -271,7 +317,19 @@ fn workflow_complete(execution_id: Option<Uuid>, output: default!(Option<JsonbAr
     call(|c, caller| {
         let id = self::execution_id(execution_id)?;
         let output = required_json("output", output, "pass 'null'::jsonb for an execution without output")?;
-        execution::finish_client_driven(c, caller, id, ClientOutcome::Complete(output))
+        execution::finish_client_driven(c, caller, id, ClientOutcome::Complete(output), None)
+    })
+}
+
+/// `workflow_complete` by the process that holds the execution's replay turn: 55000 once
+/// the turn is over (another process replays it).
+#[pg_extern(volatile, parallel_unsafe, name = "workflow_complete")]
+fn workflow_complete_fenced(execution_id: Option<Uuid>, output: Option<JsonbArg>, lease_token: Option<i32>) -> bool {
+    call(|c, caller| {
+        let id = self::execution_id(execution_id)?;
+        let output = required_json("output", output, "pass 'null'::jsonb for an execution without output")?;
+        let token = required("lease_token", lease_token, "pass the lease_token workflow_claim_executions returned")?;
+        execution::finish_client_driven(c, caller, id, ClientOutcome::Complete(output), Some(token))
     })
 }
 
@@ -281,7 +339,93 @@ fn workflow_fail(execution_id: Option<Uuid>, error: Option<JsonbArg>) -> bool {
     call(|c, caller| {
         let id = self::execution_id(execution_id)?;
         let error = required_json("error", error, "pass the error as JSON, such as '{\"message\": \"...\"}'")?;
-        execution::finish_client_driven(c, caller, id, ClientOutcome::Fail(error))
+        execution::finish_client_driven(c, caller, id, ClientOutcome::Fail(error), None)
+    })
+}
+
+/// `workflow_fail` by the process that holds the execution's replay turn.
+#[pg_extern(volatile, parallel_unsafe, name = "workflow_fail")]
+fn workflow_fail_fenced(execution_id: Option<Uuid>, error: Option<JsonbArg>, lease_token: Option<i32>) -> bool {
+    call(|c, caller| {
+        let id = self::execution_id(execution_id)?;
+        let error = required_json("error", error, "pass the error as JSON, such as '{\"message\": \"...\"}'")?;
+        let token = required("lease_token", lease_token, "pass the lease_token workflow_claim_executions returned")?;
+        execution::finish_client_driven(c, caller, id, ClientOutcome::Fail(error), Some(token))
+    })
+}
+
+/// The execution started with this idempotency key (for `tenant_id`'s, for a bound
+/// caller its own tenant's), or NULL: finds without starting.
+#[pg_extern(stable, parallel_safe)]
+fn workflow_find(
+    workflow_type: Option<&str>,
+    idempotency_key: Option<&str>,
+    tenant_id: default!(Option<String>, "NULL"),
+) -> Option<Uuid> {
+    call(|c, caller| {
+        let workflow_type = required("workflow_type", workflow_type, "pass the type the execution was started as")?;
+        let key = required("idempotency_key", idempotency_key, "pass the key it was started with")?;
+        replay::find(c, caller, workflow_type, key, tenant_id)
+    })
+}
+
+/// Hands ready client-driven executions of these types to this process for a replay
+/// turn (README: SQL API); each is replayed by one process at a time.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_claim_executions(
+    workflow_types: Option<Vec<Option<String>>>,
+    worker_id: Option<&str>,
+    max_count: default!(Option<i32>, 1),
+    lease: default!(Option<Interval>, "'1 minute'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(execution_id, Uuid),
+        name!(workflow_type, String),
+        name!(input, JsonB),
+        name!(lease_token, i32),
+        name!(lease_expires_at, TimestampWithTimeZone),
+    ),
+> {
+    let claimed = call(|c, caller| {
+        let types = required("workflow_types", workflow_types, "pass the workflow types this process replays")?;
+        let types = types
+            .into_iter()
+            .map(|t| t.ok_or_else(|| WorkflowError::invalid("workflow_types must not contain NULL")))
+            .collect::<Result<Vec<_>>>()?;
+        let worker_id = required("worker_id", worker_id, "pass a name for this process (host:pid)")?;
+        let max_count = required("max_count", max_count, "pass how many executions to take, such as 1")?;
+        let lease = required("lease", lease, "pass how long the turn lasts, such as '1 minute'")?;
+        replay::claim(c, caller, types, worker_id, max_count, lease)
+    });
+    TableIterator::new(
+        claimed.into_iter().map(|e| (e.execution_id, e.workflow_type, e.input, e.lease_token, e.lease_expires_at)),
+    )
+}
+
+/// Extends a replay turn; false once it is over (another process took the execution).
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_renew_execution(
+    execution_id: Option<Uuid>,
+    lease_token: Option<i32>,
+    lease: default!(Option<Interval>, "'1 minute'"),
+) -> bool {
+    call(|c, caller| {
+        let id = self::execution_id(execution_id)?;
+        let token = required("lease_token", lease_token, "pass the lease_token workflow_claim_executions returned")?;
+        let lease = required("lease", lease, "pass how long the turn lasts, such as '1 minute'")?;
+        replay::renew(c, caller, id, token, lease)
+    })
+}
+
+/// Ends a replay turn: the execution waits for what it scheduled (or is ready again at
+/// once if something finished during the turn); false if the turn was already over.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_release_execution(execution_id: Option<Uuid>, lease_token: Option<i32>) -> bool {
+    call(|c, caller| {
+        let id = self::execution_id(execution_id)?;
+        let token = required("lease_token", lease_token, "pass the lease_token workflow_claim_executions returned")?;
+        replay::release(c, caller, id, token)
     })
 }
 

@@ -34,6 +34,11 @@ impl WorkflowError {
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, message)
     }
+    /// 22000: a replay of a client-driven execution asks for a different step under a
+    /// key the journal already has (non-deterministic workflow code).
+    pub fn nondeterministic(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, message)
+    }
     /// 42501: the calling role may not do this (tenant binding, global operations).
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, message)

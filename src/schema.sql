@@ -38,6 +38,12 @@ CREATE TABLE @extschema@.workflow_execution (
     -- client-driven executions: set when something they wait for finished, cleared when
     -- the client acts on the execution again
     ready_at           timestamptz,
+    -- client-driven executions: the process replaying it now (workflow_claim_executions),
+    -- until when, and the fencing token of that turn. While a turn is held, ready_at is
+    -- parked at the lease's end, so an abandoned turn becomes claimable by itself.
+    replay_worker      text,
+    replay_lease_expires_at timestamptz,
+    replay_token       int         NOT NULL DEFAULT 0,
     -- saga: NULL when nothing needs compensating
     compensation       text        CHECK (compensation OPERATOR(pg_catalog.=) ANY (ARRAY['running', 'completed', 'failed']))
 ) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02,

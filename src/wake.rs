@@ -241,11 +241,14 @@ pub fn execution_ready(id: &pgrx::Uuid) {
     post(Kind::ExecutionReady, "", *id.as_bytes(), 0);
 }
 
-/// The channel and payload an event is announced with, if it is to be announced now
-/// (`now`: a Postgres timestamp); a queue's retry that falls due later is not.
-pub fn notification(e: &Event, now: i64) -> Option<(&'static str, String)> {
+/// `execution_ready` when a retry falls due at `due_at` (a Postgres timestamp).
+pub fn execution_ready_at(id: &pgrx::Uuid, due_at: i64) {
+    post(Kind::ExecutionReady, "", *id.as_bytes(), due_at);
+}
+
+/// The channel and payload an event is announced with (when it is due: `due_at`).
+pub fn announcement(e: &Event) -> Option<(&'static str, String)> {
     match e.kind {
-        Kind::QueueReady if e.due_at > now => None,
         Kind::QueueReady => Some(("workflow_activity_ready", e.queue().to_owned())),
         Kind::ExecutionFinished => Some(("workflow_execution_finished", uuid_text(&e.id))),
         Kind::ExecutionReady => Some(("workflow_execution_ready", uuid_text(&e.id))),
@@ -258,13 +261,14 @@ fn uuid_text(bytes: &[u8; 16]) -> String {
 }
 
 /// Pre-commit callback without the preload: this transaction notifies what it made
-/// ready itself (Postgres sends the notifications when, and only if, it commits).
+/// ready itself (Postgres sends the notifications when, and only if, it commits); what
+/// falls due later is announced by `workflow_dispatch()`.
 fn notify_before_commit() {
     let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     let now = now();
     let mut sent: Vec<(&'static str, String)> = Vec::new();
-    for e in &pending.events {
-        if let Some(n) = notification(e, now) {
+    for e in pending.events.iter().filter(|e| e.due_at <= now) {
+        if let Some(n) = announcement(e) {
             if !sent.contains(&n) {
                 notify(n.0, &n.1);
                 sent.push(n);

@@ -3,15 +3,15 @@
 
 use super::guarded;
 use crate::engine::notices as statements;
-use crate::wake::{notification, Event, Kind};
+use crate::wake::{announcement, Event};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Default)]
 pub struct Notifier {
-    /// Queues with retries that become claimable later: due time -> queues.
-    later: BTreeMap<i64, BTreeSet<String>>,
+    /// What falls due later (a retry's backoff): due time -> (channel, payload).
+    later: BTreeMap<i64, BTreeSet<(&'static str, String)>>,
 }
 
 fn now_micros() -> i64 {
@@ -19,37 +19,26 @@ fn now_micros() -> i64 {
 }
 
 impl Notifier {
-    /// Sends what is due; returns microseconds until the next retry to announce.
+    /// Sends what is due; returns microseconds until the next announcement due later.
     pub fn flush(&mut self, events: &[Event], overflowed: bool) -> Option<i64> {
         let now = now_micros();
-        let mut channels: Vec<String> = Vec::new();
-        let mut payloads: Vec<String> = Vec::new();
-        let mut queues: BTreeSet<String> = BTreeSet::new();
+        let mut due: BTreeSet<(&'static str, String)> = BTreeSet::new();
         for e in events {
-            match notification(e, now) {
-                Some(("workflow_activity_ready", queue)) => {
-                    queues.insert(queue);
-                }
-                Some((channel, payload)) => {
-                    channels.push(channel.into());
-                    payloads.push(payload);
-                }
-                // A retry that falls due later: announced then.
-                None if e.kind == Kind::QueueReady => {
-                    self.later.entry(e.due_at).or_default().insert(e.queue().to_owned());
-                }
-                None => {}
+            let Some(announcement) = announcement(e) else { continue };
+            if e.due_at > now {
+                self.later.entry(e.due_at).or_default().insert(announcement);
+            } else {
+                due.insert(announcement);
             }
         }
-        let due: Vec<i64> = self.later.range(..=now).map(|(k, _)| *k).collect();
-        for k in due {
-            queues.extend(self.later.remove(&k).unwrap_or_default());
+        let times: Vec<i64> = self.later.range(..=now).map(|(k, _)| *k).collect();
+        for k in times {
+            due.extend(self.later.remove(&k).unwrap_or_default());
         }
-        if !channels.is_empty() || !queues.is_empty() || overflowed {
-            for q in queues {
-                channels.push("workflow_activity_ready".into());
-                payloads.push(q);
-            }
+        if !due.is_empty() || overflowed {
+            // One per channel and payload: queues once each, however many events named them.
+            let (channels, payloads): (Vec<String>, Vec<String>) =
+                due.into_iter().map(|(c, p)| (c.to_owned(), p)).unzip();
             guarded("sending notifications", move || {
                 Spi::connect_mut(|c| statements::send(c, channels, payloads, overflowed))
                     .unwrap_or_else(|e| pgrx::warning!("pg_workflow: notify: {e}"))

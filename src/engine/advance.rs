@@ -34,7 +34,9 @@ static COMPLETE: Statement = Statement {
     args: &[UUIDOID, TEXTARRAYOID],
 };
 static MARK_READY: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_execution SET ready_at = now() WHERE id = $1 AND ready_at IS NULL RETURNING id",
+    // ready_at in the future is a replay turn's parked end (engine/replay.rs): now wins.
+    sql: "UPDATE @extschema@.workflow_execution SET ready_at = now() \
+          WHERE id = $1 AND (ready_at IS NULL OR ready_at > now()) RETURNING id",
     args: &[UUIDOID],
 };
 
@@ -61,8 +63,8 @@ pub fn schedule_step(
             fail_for_good(client, exec, id, key, error)?;
             Ok(Scheduled::Failed)
         }
-        Scheduled::StartChild { id, workflow_type, input } => {
-            match start_child(client, &workflow_type, input, exec.id, key)? {
+        Scheduled::StartChild { id, workflow_type, input, client_driven } => {
+            match start_child(client, &workflow_type, input, exec.id, key, client_driven)? {
                 Child::Running => Ok(Scheduled::Open),
                 Child::Completed(output) => {
                     rows::mark_completed(client, id, output)?;
@@ -214,7 +216,8 @@ static PARENT_DEFAULTS: Statement = Statement {
 
 static CLOSE: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_execution SET status = $2, error = $3, output = coalesce($4, output), \
-            finished_at = now(), ready_at = NULL WHERE id = $1",
+            finished_at = now(), ready_at = NULL, replay_worker = NULL, replay_lease_expires_at = NULL \
+          WHERE id = $1",
     args: &[UUIDOID, TEXTOID, JSONBOID, JSONBOID],
 };
 
@@ -383,13 +386,16 @@ pub enum Child {
 /// cancelled one, resumes it: a child's completed steps are kept like the parent's own.
 /// A child that completed meanwhile (retried on its own) completes the step with its
 /// output. The children of steps that compensation undid were detached by the retry
-/// (`retry_locked`), so those steps start new ones.
+/// (`retry_locked`), so those steps start new ones. With `client_driven` (a step a
+/// client-driven parent scheduled with `options.client_driven`), the child has no
+/// definition either: its own client drives it.
 pub fn start_child(
     client: &mut SpiClient<'_>,
     workflow_type: &str,
     input: Value,
     parent: Uuid,
     step_key: &str,
+    client_driven: bool,
 ) -> Result<Child> {
     if let Some(row) = run(client, &CHILD_OF_STEP, &[arg(parent), arg(step_key)])?.next() {
         let child: Uuid = row.get(1)?.ok_or_else(|| WorkflowError::internal("child without id"))?;
@@ -405,14 +411,24 @@ pub fn start_child(
             }
         }
     }
-    let Some(definition) = declared(client, workflow_type)? else {
-        return Ok(Child::Undefined(json!({
-            "type": "UndefinedWorkflow",
-            "message": format!(
-                "step \"{step_key}\" starts workflow \"{workflow_type}\", which is not defined; \
-                 define it with workflow_define, then workflow_retry this execution"
-            ),
-        })));
+    let definition = match (client_driven, declared(client, workflow_type)?) {
+        (true, Some(_)) => {
+            return Err(WorkflowError::invalid(format!(
+                "options.client_driven is true, but workflow \"{workflow_type}\" is declared; \
+                 leave client_driven out to start it as declared"
+            )))
+        }
+        (true, None) => None,
+        (false, Some(definition)) => Some(definition),
+        (false, None) => {
+            return Ok(Child::Undefined(json!({
+                "type": "UndefinedWorkflow",
+                "message": format!(
+                    "step \"{step_key}\" starts workflow \"{workflow_type}\", which is not defined; \
+                     define it with workflow_define, then workflow_retry this execution"
+                ),
+            })))
+        }
     };
     let row = run(client, &PARENT_DEFAULTS, &[arg(parent)])?.next();
     let mut opts = StartOptions::default();
@@ -425,7 +441,7 @@ pub fn start_child(
     }
     let new =
         NewExecution { workflow_type, input, idempotency_key: None, opts, parent: Some((parent, step_key)), owner };
-    create(client, new, Some(definition))?;
+    create(client, new, definition)?;
     Ok(Child::Running)
 }
 
@@ -542,6 +558,16 @@ static RETRY: Statement = Statement {
 };
 
 // A wait that timed out and may retry waits again: after the backoff, for its timeout.
+// A client-driven execution's activity is claimable again (a retry after a failure or an
+// expired lease): its code may run it itself (workflow_claim_activity), so the execution
+// is ready when the retry is due.
+static READY_FOR_RETRY: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_execution SET ready_at = least(coalesce(ready_at, 'infinity'), \
+            (SELECT scheduled_at FROM @extschema@.workflow_activity WHERE id = $2)) \
+          WHERE id = $1",
+    args: &[UUIDOID, UUIDOID],
+};
+
 static REWAIT: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_activity \
           SET error = $2, attempt = attempt + 1, \
@@ -639,10 +665,15 @@ pub fn apply_failure(
             let rows = run(client, &RETRY, &[arg(act.id), arg(JsonB(error)), arg(delay)])?;
             if let Some(row) = rows.into_iter().next() {
                 let (queue, kind): (Option<String>, Option<String>) = (row.get(1)?, row.get(2)?);
+                let due = row.get::<i64>(3)?.unwrap_or(0);
                 if kind.as_deref() == Some("task") {
-                    wake::queue_ready(&queue.unwrap_or_default(), row.get::<i64>(3)?.unwrap_or(0));
+                    wake::queue_ready(&queue.unwrap_or_default(), due);
                 } else {
                     wake::wake_at_commit();
+                }
+                if exec.definition.is_none() {
+                    run(client, &READY_FOR_RETRY, &[arg(exec.id), arg(act.id)])?;
+                    wake::execution_ready_at(&exec.id, due);
                 }
             }
             Ok(Outcome::Retrying)

@@ -14,29 +14,54 @@ pub const MAX_CLAIM: i32 = 10_000;
 
 // The lease is the shortest of the worker's lease, the step's start-to-close timeout,
 // its heartbeat timeout and its schedule-to-close deadline: every timeout is a lease.
+// `picked` chooses the rows (locked, SKIP LOCKED); $2 is the worker, $4 the lease.
+macro_rules! claim_picked {
+    ($picked:literal) => {
+        concat!(
+            "WITH picked AS (",
+            $picked,
+            ") \
+             UPDATE @extschema@.workflow_activity a \
+             SET status = 'running', attempt = a.attempt + 1, worker_id = $2, started_at = now(), \
+                 lease_expires_at = least(now() + $4, now() + coalesce(a.start_to_close, $4), \
+                                          now() + coalesce(a.heartbeat_timeout, $4), coalesce(a.expires_at, 'infinity')), \
+                 heartbeat_at = NULL, heartbeat = NULL \
+             FROM picked, @extschema@.workflow_execution e \
+             WHERE a.id = picked.id AND e.id = a.execution_id \
+             RETURNING a.id, a.execution_id, e.workflow_type, a.step_key, a.activity_type, a.input, a.attempt, \
+                       a.lease_expires_at"
+        )
+    };
+}
+
 // Served by the partial index workflow_activity_claim (queue, priority DESC,
 // scheduled_at) WHERE status = 'scheduled' AND kind = 'task'. A caller bound to a tenant
 // skips other tenants' rows ($6); for everyone else that test is a constant.
 static CLAIM: Statement = Statement {
-    sql: "WITH picked AS ( \
-            SELECT id FROM @extschema@.workflow_activity \
-            WHERE status = 'scheduled' AND kind = 'task' AND queue = $1 AND scheduled_at <= now() \
-              AND ($5::text[] IS NULL OR activity_type = ANY($5)) \
-              AND ($6::text IS NULL OR EXISTS (SELECT FROM @extschema@.workflow_execution t \
-                                               WHERE t.id = execution_id AND t.tenant_id = $6)) \
-            ORDER BY priority DESC, scheduled_at \
-            LIMIT $3 \
-            FOR UPDATE SKIP LOCKED) \
-          UPDATE @extschema@.workflow_activity a \
-          SET status = 'running', attempt = a.attempt + 1, worker_id = $2, started_at = now(), \
-              lease_expires_at = least(now() + $4, now() + coalesce(a.start_to_close, $4), \
-                                       now() + coalesce(a.heartbeat_timeout, $4), coalesce(a.expires_at, 'infinity')), \
-              heartbeat_at = NULL, heartbeat = NULL \
-          FROM picked, @extschema@.workflow_execution e \
-          WHERE a.id = picked.id AND e.id = a.execution_id \
-          RETURNING a.id, a.execution_id, e.workflow_type, a.step_key, a.activity_type, a.input, a.attempt, \
-                    a.lease_expires_at",
+    sql: claim_picked!(
+        "SELECT id FROM @extschema@.workflow_activity \
+         WHERE status = 'scheduled' AND kind = 'task' AND queue = $1 AND scheduled_at <= now() \
+           AND ($5::text[] IS NULL OR activity_type = ANY($5)) \
+           AND ($6::text IS NULL OR EXISTS (SELECT FROM @extschema@.workflow_execution t \
+                                            WHERE t.id = execution_id AND t.tenant_id = $6)) \
+         ORDER BY priority DESC, scheduled_at \
+         LIMIT $3 \
+         FOR UPDATE SKIP LOCKED"
+    ),
     args: &[TEXTOID, TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTOID],
+};
+
+// One activity by id, if it is claimable now ($3, the count, is not used: the shared
+// text numbers the worker $2 and the lease $4).
+static CLAIM_ONE: Statement = Statement {
+    sql: claim_picked!(
+        "SELECT id FROM @extschema@.workflow_activity \
+         WHERE id = $1 AND status = 'scheduled' AND kind = 'task' AND scheduled_at <= now() \
+           AND ($5::text IS NULL OR EXISTS (SELECT FROM @extschema@.workflow_execution t \
+                                            WHERE t.id = execution_id AND t.tenant_id = $5)) \
+         FOR UPDATE SKIP LOCKED"
+    ),
+    args: &[UUIDOID, TEXTOID, INT4OID, INTERVALOID, TEXTOID],
 };
 
 pub struct Claimed {
@@ -57,6 +82,52 @@ fn non_empty(field: &str, value: &str, what: &str) -> Result<String> {
     Ok(value.to_owned())
 }
 
+fn check_lease(lease: &Interval) -> Result<()> {
+    if lease.as_micros() <= 0 || lease.months() != 0 {
+        return Err(WorkflowError::invalid(
+            "lease must be a positive interval without months or years, such as '5 minutes'",
+        ));
+    }
+    Ok(())
+}
+
+fn claimed_rows(rows: pgrx::spi::SpiTupleTable<'_>) -> Result<Vec<Claimed>> {
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let missing = || WorkflowError::internal("claim returned a row with a NULL key column");
+        claimed.push(Claimed {
+            activity_id: row.get(1)?.ok_or_else(missing)?,
+            execution_id: row.get(2)?.ok_or_else(missing)?,
+            workflow_type: row.get(3)?.unwrap_or_default(),
+            step_key: row.get(4)?.unwrap_or_default(),
+            activity_type: row.get(5)?,
+            input: row.get(6)?.unwrap_or(JsonB(serde_json::Value::Null)),
+            attempt: row.get(7)?.unwrap_or(0),
+            lease_expires_at: row.get(8)?.ok_or_else(missing)?,
+        });
+    }
+    Ok(claimed)
+}
+
+/// `workflow_claim_activity`: the activity, if it is claimable now (scheduled and due);
+/// nothing if a worker has it, it waits for its retry, or it finished.
+pub fn claim_activity(
+    client: &mut SpiClient<'_>,
+    caller: &Caller,
+    activity_id: Uuid,
+    worker_id: &str,
+    lease: Interval,
+) -> Result<Vec<Claimed>> {
+    let worker_id = non_empty("worker_id", worker_id, "a name for this worker (host:pid)")?;
+    check_lease(&lease)?;
+    let rows = run(
+        client,
+        &CLAIM_ONE,
+        &[arg(activity_id), arg(worker_id.as_str()), arg(1i32), arg(lease), arg(caller.tenant.as_deref())],
+    )?;
+    claimed_rows(rows)
+}
+
 pub fn claim(
     client: &mut SpiClient<'_>,
     caller: &Caller,
@@ -71,11 +142,7 @@ pub fn claim(
     if !(1..=MAX_CLAIM).contains(&max_count) {
         return Err(WorkflowError::invalid(format!("max_count must be from 1 to {MAX_CLAIM}, got {max_count}")));
     }
-    if lease.as_micros() <= 0 || lease.months() != 0 {
-        return Err(WorkflowError::invalid(
-            "lease must be a positive interval without months or years, such as '5 minutes'",
-        ));
-    }
+    check_lease(&lease)?;
     let types: Option<Vec<String>> = match activity_types {
         None => None,
         Some(list) => Some(
@@ -96,19 +163,5 @@ pub fn claim(
             arg(caller.tenant.as_deref()),
         ],
     )?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let missing = || WorkflowError::internal("claim returned a row with a NULL key column");
-        claimed.push(Claimed {
-            activity_id: row.get(1)?.ok_or_else(missing)?,
-            execution_id: row.get(2)?.ok_or_else(missing)?,
-            workflow_type: row.get(3)?.unwrap_or_default(),
-            step_key: row.get(4)?.unwrap_or_default(),
-            activity_type: row.get(5)?,
-            input: row.get(6)?.unwrap_or(JsonB(serde_json::Value::Null)),
-            attempt: row.get(7)?.unwrap_or(0),
-            lease_expires_at: row.get(8)?.ok_or_else(missing)?,
-        });
-    }
-    Ok(claimed)
+    claimed_rows(rows)
 }

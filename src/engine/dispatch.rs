@@ -103,7 +103,8 @@ pub fn purge(client: &mut SpiClient<'_>, retention: crate::model::interval::Micr
 
 /// `workflow_dispatch()`: one pass, with sql steps run in the caller's transaction.
 /// Without the preload there is no dispatcher to announce work that time made due (a
-/// retry whose backoff ended): the call notifies every queue with claimable work.
+/// retry whose backoff ended): the call notifies every queue with claimable work, and
+/// the client-driven executions that wait for a replay.
 pub fn dispatch(client: &mut SpiClient<'_>, max_items: i32) -> Result<i32> {
     let mut moved = pass(client, max_items)?;
     for id in sql_step::due(client, max_items)? {
@@ -111,6 +112,7 @@ pub fn dispatch(client: &mut SpiClient<'_>, max_items: i32) -> Result<i32> {
     }
     if !crate::wake::enabled() {
         super::notices::announce_ready_queues(client)?;
+        super::notices::announce_ready_executions(client, max_items)?;
     }
     Ok(moved)
 }

@@ -97,13 +97,18 @@ pub enum ClientOutcome {
 
 /// `workflow_complete` / `workflow_fail` for a client-driven execution: true if this
 /// call ended it, false if it had already ended the same way.
+/// With `lease_token`, the caller's replay turn must still be the current one (55000).
 pub fn finish_client_driven(
     client: &mut SpiClient<'_>,
     caller: &Caller,
     id: Uuid,
     outcome: ClientOutcome,
+    lease_token: Option<i32>,
 ) -> Result<bool> {
     let exec = rows::lock_execution(client, id, caller.tenant.as_deref())?;
+    if let (Some(token), true) = (lease_token, exec.status.is_open()) {
+        super::replay::check_turn(client, id, token)?;
+    }
     if exec.definition.is_some() {
         return Err(WorkflowError::conflict(format!(
             "execution {} is declared (workflow \"{}\"); it completes by itself when its steps do",

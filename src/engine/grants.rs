@@ -69,6 +69,10 @@ impl Part {
                 "workflow_fail",
                 "workflow_current_tenant",
                 "workflow_uuidv7",
+                "workflow_find",
+                "workflow_claim_executions",
+                "workflow_renew_execution",
+                "workflow_release_execution",
             ]),
             Part::Worker => Some(&[
                 "workflow_claim",
@@ -76,6 +80,7 @@ impl Part {
                 "workflow_complete_activity",
                 "workflow_complete_activities",
                 "workflow_fail_activity",
+                "workflow_claim_activity",
                 "workflow_current_tenant",
             ]),
         }
@@ -90,13 +95,16 @@ impl Part {
     }
 }
 
-/// Every function of the extension, as `regprocedure` text (schema-qualified, with
-/// argument types, so overloads are told apart).
+/// The extension's functions named in $1 (all of them when $1 is NULL), as
+/// `regprocedure` text: schema-qualified, with argument types, so every overload (such
+/// as `workflow_complete` with and without a lease token) is granted.
 const MEMBER_FUNCTIONS: &str = "SELECT d.objid::pg_catalog.regprocedure::pg_catalog.text \
      FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid OPERATOR(pg_catalog.=) d.refobjid \
+     JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid \
      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass \
        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass \
        AND d.deptype OPERATOR(pg_catalog.=) 'e' AND e.extname OPERATOR(pg_catalog.=) 'pg_workflow' \
+       AND ($1::pg_catalog.text[] IS NULL OR p.proname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])) \
      ORDER BY 1";
 
 /// The role's name as an SQL identifier; 42704 if no role has this oid.
@@ -117,8 +125,12 @@ fn role_identifier(client: &mut SpiClient<'_>, role: pg_sys::Oid) -> Result<Stri
     })
 }
 
-fn member_functions(client: &mut SpiClient<'_>) -> Result<Vec<String>> {
-    Ok(client.select(MEMBER_FUNCTIONS, None, &[])?.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+fn member_functions(client: &mut SpiClient<'_>, named: Option<&[&str]>) -> Result<Vec<String>> {
+    let named: Option<Vec<String>> = named.map(|n| n.iter().map(|f| (*f).to_owned()).collect());
+    Ok(client
+        .select(MEMBER_FUNCTIONS, None, &[named.into()])?
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
+        .collect())
 }
 
 fn execute(client: &mut SpiClient<'_>, statement: String) -> Result<()> {
@@ -131,17 +143,8 @@ pub fn grant(client: &mut SpiClient<'_>, role: pg_sys::Oid, part: Part) -> Resul
     let grantee = role_identifier(client, role)?;
     let schema = extension::schema()?;
     execute(client, format!("GRANT USAGE ON SCHEMA {schema} TO {grantee}"))?;
-    match part.functions() {
-        None => {
-            for f in member_functions(client)? {
-                execute(client, format!("GRANT EXECUTE ON FUNCTION {f} TO {grantee}"))?;
-            }
-        }
-        Some(functions) => {
-            for f in functions {
-                execute(client, format!("GRANT EXECUTE ON FUNCTION {schema}.{f} TO {grantee}"))?;
-            }
-        }
+    for f in member_functions(client, part.functions())? {
+        execute(client, format!("GRANT EXECUTE ON FUNCTION {f} TO {grantee}"))?;
     }
     for t in part.tables() {
         execute(client, format!("GRANT SELECT ON {schema}.{t} TO {grantee}"))?;
@@ -154,7 +157,7 @@ pub fn grant(client: &mut SpiClient<'_>, role: pg_sys::Oid, part: Part) -> Resul
 pub fn revoke(client: &mut SpiClient<'_>, role: pg_sys::Oid) -> Result<()> {
     let grantee = role_identifier(client, role)?;
     let schema = extension::schema()?;
-    for f in member_functions(client)? {
+    for f in member_functions(client, None)? {
         execute(client, format!("REVOKE EXECUTE ON FUNCTION {f} FROM {grantee}"))?;
     }
     for t in TABLES {

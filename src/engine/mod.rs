@@ -20,6 +20,7 @@ pub mod limits;
 pub mod notices;
 pub mod plan;
 pub mod privileges;
+pub mod replay;
 pub mod rows;
 pub mod schedule;
 pub mod signal;

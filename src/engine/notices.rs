@@ -29,6 +29,23 @@ static READY_QUEUES: Statement = Statement {
     args: &[],
 };
 
+// Client-driven executions ready for a replay and not in anyone's turn (without the
+// preload, a retry's backoff ending is announced by nobody else). Oldest first, bounded.
+static READY_EXECUTIONS: Statement = Statement {
+    sql: "SELECT pg_catalog.pg_notify('workflow_execution_ready', id::text) FROM ( \
+            SELECT id FROM @extschema@.workflow_execution \
+            WHERE ready_at <= now() AND status = 'running' AND definition_version IS NULL \
+              AND (replay_lease_expires_at IS NULL OR replay_lease_expires_at <= now()) \
+            ORDER BY ready_at LIMIT $1) r",
+    args: &[pgrx::pg_sys::BuiltinOid::INT4OID],
+};
+
+/// Notifies `workflow_execution_ready` for up to `limit` client-driven executions that
+/// wait for a replay.
+pub fn announce_ready_executions(client: &mut SpiClient<'_>, limit: i32) -> Result<usize> {
+    Ok(run(client, &READY_EXECUTIONS, &[arg(limit)])?.len())
+}
+
 /// Notifies `workflow_activity_ready` for every queue with claimable work; returns how many.
 pub fn announce_ready_queues(client: &mut SpiClient<'_>) -> Result<usize> {
     Ok(run(client, &READY_QUEUES, &[])?.len())

@@ -28,7 +28,7 @@ pub enum Scheduled {
     /// The step cannot run: fail it for good with this error (its row exists).
     FailAtOnce { id: pgrx::Uuid, error: Value },
     /// A `workflow` step's row exists: its child must be started (or resumed).
-    StartChild { id: pgrx::Uuid, workflow_type: String, input: Value },
+    StartChild { id: pgrx::Uuid, workflow_type: String, input: Value, client_driven: bool },
     /// A row for this step key existed already (a replay); nothing changed.
     Existed,
 }
@@ -249,14 +249,14 @@ pub fn schedule(
                 None => Ok(Scheduled::Open),
             }
         }
-        StepKind::Workflow { workflow_type } => {
+        StepKind::Workflow { workflow_type, client_driven } => {
             let due_in = step.timeout.or(Some(-1));
             let Some((id, input)) =
                 insert(client, exec, step, key, "waiting", Some(workflow_type), explicit_input, due_in, 1)?
             else {
                 return Ok(Scheduled::Existed);
             };
-            Ok(Scheduled::StartChild { id, workflow_type: workflow_type.clone(), input })
+            Ok(Scheduled::StartChild { id, workflow_type: workflow_type.clone(), input, client_driven: *client_driven })
         }
     }
 }

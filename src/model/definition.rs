@@ -48,11 +48,22 @@ pub enum Sleep {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
-    Task { activity: String },
-    Sql { query: String },
+    Task {
+        activity: String,
+    },
+    Sql {
+        query: String,
+    },
     Sleep(Sleep),
-    Signal { name: String },
-    Workflow { workflow_type: String },
+    Signal {
+        name: String,
+    },
+    /// A child execution; `client_driven`: started without a definition (client-driven
+    /// parents only).
+    Workflow {
+        workflow_type: String,
+        client_driven: bool,
+    },
 }
 
 impl StepKind {
@@ -215,7 +226,10 @@ fn parse_step(index: usize, v: &Value) -> Result<Step, DefinitionError> {
                 "activity" => StepKind::Task { activity: non_empty_str(&name, "activity", v)?.to_owned() },
                 "sql" => StepKind::Sql { query: non_empty_str(&name, "sql", v)?.to_owned() },
                 "wait_signal" => StepKind::Signal { name: non_empty_str(&name, "wait_signal", v)?.to_owned() },
-                "workflow" => StepKind::Workflow { workflow_type: non_empty_str(&name, "workflow", v)?.to_owned() },
+                "workflow" => StepKind::Workflow {
+                    workflow_type: non_empty_str(&name, "workflow", v)?.to_owned(),
+                    client_driven: false,
+                },
                 _ => StepKind::Sleep(match v {
                     Value::Object(o) => match (o.len(), o.get("until")) {
                         (1, Some(Value::String(field))) if !field.is_empty() => Sleep::UntilInputField(field.clone()),
@@ -303,33 +317,73 @@ fn parse_step(index: usize, v: &Value) -> Result<Step, DefinitionError> {
 }
 
 /// Fields a client-driven step (`workflow_schedule_activity` options) may carry.
-const CLIENT_FIELDS: &[&str] =
-    &["queue", "priority", "retry", "timeout", "heartbeat_timeout", "schedule_to_close", "sleep", "wait_signal"];
+const CLIENT_FIELDS: &[&str] = &[
+    "queue",
+    "priority",
+    "retry",
+    "timeout",
+    "heartbeat_timeout",
+    "schedule_to_close",
+    "sleep",
+    "wait_signal",
+    "workflow",
+    "client_driven",
+    "lease_token",
+];
+
+/// A client-driven step as `workflow_schedule_activity` asks for it.
+#[derive(Debug, Clone)]
+pub struct ClientStep {
+    pub step: Step,
+    /// The replay lease the caller holds (`workflow_claim_executions`), to be checked.
+    pub lease_token: Option<i32>,
+}
 
 /// Reads the options of a client-driven step: a task of `activity_type`, or, with
-/// `sleep` / `wait_signal` in the options, a timer or a signal wait.
-pub fn parse_client_step(activity_type: Option<&str>, options: &Value) -> Result<Step, String> {
+/// `sleep` / `wait_signal` / `workflow` in the options, a timer, a signal wait or a child.
+pub fn parse_client_step(activity_type: Option<&str>, options: &Value) -> Result<ClientStep, String> {
     let obj =
         options.as_object().ok_or_else(|| format!("options must be a JSON object, got {}", json_kind(options)))?;
     if let Some(key) = obj.keys().find(|k| !CLIENT_FIELDS.contains(&k.as_str())) {
         return Err(format!("options has unknown field \"{key}\"; known fields are {}", CLIENT_FIELDS.join(", ")));
     }
     let mut step = obj.clone();
+    let lease_token = match step.remove("lease_token") {
+        None => None,
+        Some(v) => Some(v.as_i64().and_then(|t| i32::try_from(t).ok()).ok_or_else(|| {
+            format!("options.lease_token must be the integer workflow_claim_executions returned, got {v}")
+        })?),
+    };
+    let child_client_driven = match step.remove("client_driven") {
+        None => false,
+        Some(Value::Bool(b)) if obj.contains_key("workflow") => b,
+        Some(Value::Bool(_)) => {
+            return Err("options.client_driven goes with options.workflow (a child execution)".into())
+        }
+        Some(v) => return Err(format!("options.client_driven must be true or false, got {}", json_kind(&v))),
+    };
     step.insert("name".into(), Value::String("client".into()));
-    let waits = obj.contains_key("sleep") || obj.contains_key("wait_signal");
+    let waits = ["sleep", "wait_signal", "workflow"].iter().any(|k| obj.contains_key(*k));
     match (activity_type, waits) {
         (Some(t), false) => {
             step.insert("activity".into(), Value::String(t.to_owned()));
         }
         (None, false) => {
             return Err("activity_type must not be NULL for a task; pass the type workers claim, \
-                        or give options.sleep or options.wait_signal"
+                        or give options.sleep, options.wait_signal or options.workflow"
                 .into())
         }
-        (Some(_), true) => return Err("activity_type must be NULL for a sleep or signal wait".into()),
+        (Some(_), true) => {
+            return Err("activity_type must be NULL for a sleep, a signal wait or a child workflow".into())
+        }
         (None, true) => {}
     }
-    parse_step(0, &Value::Object(step)).map_err(|e| e.message.replace("field \"", "options field \""))
+    let mut step =
+        parse_step(0, &Value::Object(step)).map_err(|e| e.message.replace("field \"", "options field \""))?;
+    if let StepKind::Workflow { client_driven, .. } = &mut step.kind {
+        *client_driven = child_client_driven;
+    }
+    Ok(ClientStep { step, lease_token })
 }
 
 /// Validates a definition. Every rejection names the step and the field.

@@ -28,6 +28,8 @@ export class ConflictError extends PgWorkflowError {}
 export class PermissionDeniedError extends PgWorkflowError {}
 /** 54000: an input, output, error or payload over workflow.max_payload_bytes. */
 export class PayloadTooLargeError extends PgWorkflowError {}
+/** 22000: a replay asked for another step under a step key the journal has. */
+export class NonDeterministicReplayError extends PgWorkflowError {}
 /** 0A000: something pg_workflow does not support yet. */
 export class UnsupportedError extends PgWorkflowError {}
 
@@ -40,6 +42,7 @@ const BY_SQLSTATE: Record<string, new (message: string, options: { sqlstate?: st
   "42501": PermissionDeniedError,
   "54000": PayloadTooLargeError,
   "0A000": UnsupportedError,
+  "22000": NonDeterministicReplayError,
 };
 
 interface DatabaseErrorLike {

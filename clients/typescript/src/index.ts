@@ -3,6 +3,7 @@ export { Client, type ClientOptions } from "./client.js";
 export {
   ConflictError,
   InvalidArgumentError,
+  NonDeterministicReplayError,
   NotFoundError,
   PayloadTooLargeError,
   PermissionDeniedError,

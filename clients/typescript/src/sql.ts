@@ -8,6 +8,7 @@ import { fromDriverError } from "./errors.js";
 import { jsonParam, required, type Json } from "./json.js";
 import type {
   ClaimedActivity,
+  ClaimedExecution,
   Duration,
   ErrorJson,
   ExecutionStatus,
@@ -185,20 +186,81 @@ export class WorkflowSql {
     ]);
   }
 
-  /** workflow_complete (client-driven executions): false if it already ended that way. */
-  async complete(executionId: string, output: Json = null): Promise<boolean> {
+  /** workflow_complete (client-driven executions): false if it already ended that way; fenced by a replay turn's token. */
+  async complete(executionId: string, output: Json = null, options: { leaseToken?: number } = {}): Promise<boolean> {
     return this.#call("workflow_complete", [
       ["execution_id", required("executionId", executionId), "uuid"],
       ["output", jsonParam("output", output), "jsonb"],
+      ["lease_token", options.leaseToken, "int"],
     ]);
   }
 
-  /** workflow_fail (client-driven executions): false if it already ended that way. */
-  async fail(executionId: string, error: ErrorJson | string): Promise<boolean> {
+  /** workflow_fail (client-driven executions): false if it already ended that way; fenced by a replay turn's token. */
+  async fail(executionId: string, error: ErrorJson | string, options: { leaseToken?: number } = {}): Promise<boolean> {
     return this.#call("workflow_fail", [
       ["execution_id", required("executionId", executionId), "uuid"],
       ["error", jsonParam("error", error), "jsonb"],
+      ["lease_token", options.leaseToken, "int"],
     ]);
+  }
+
+  /** workflow_find: the execution started with this idempotency key, or null. */
+  async find(workflowType: string, idempotencyKey: string, tenantId?: string): Promise<string | null> {
+    return this.#call("workflow_find", [
+      ["workflow_type", required("workflowType", workflowType), "text"],
+      ["idempotency_key", required("idempotencyKey", idempotencyKey), "text"],
+      ["tenant_id", tenantId, "text"],
+    ]);
+  }
+
+  /** workflow_claim_executions: client-driven executions waiting for a replay, one turn each. */
+  async claimExecutions(options: {
+    workflowTypes: string[];
+    workerId: string;
+    maxCount?: number;
+    lease?: Duration;
+  }): Promise<ClaimedExecution[]> {
+    return this.#call(
+      "workflow_claim_executions",
+      [
+        ["workflow_types", required("workflowTypes", options.workflowTypes), "text[]"],
+        ["worker_id", required("workerId", options.workerId), "text"],
+        ["max_count", options.maxCount, "int"],
+        ["lease", options.lease === undefined ? undefined : interval("lease", options.lease), "interval"],
+      ],
+      "rows",
+    );
+  }
+
+  /** workflow_renew_execution: false once the turn is over. */
+  async renewExecution(executionId: string, leaseToken: number, lease?: Duration): Promise<boolean> {
+    return this.#call("workflow_renew_execution", [
+      ["execution_id", required("executionId", executionId), "uuid"],
+      ["lease_token", required("leaseToken", leaseToken), "int"],
+      ["lease", lease === undefined ? undefined : interval("lease", lease), "interval"],
+    ]);
+  }
+
+  /** workflow_release_execution: ends a turn; false if it was already over. */
+  async releaseExecution(executionId: string, leaseToken: number): Promise<boolean> {
+    return this.#call("workflow_release_execution", [
+      ["execution_id", required("executionId", executionId), "uuid"],
+      ["lease_token", required("leaseToken", leaseToken), "int"],
+    ]);
+  }
+
+  /** workflow_claim_activity: one activity by id, if it is claimable now. */
+  async claimActivity(activityId: string, workerId: string, lease?: Duration): Promise<ClaimedActivity | undefined> {
+    const rows: ClaimedActivity[] = await this.#call(
+      "workflow_claim_activity",
+      [
+        ["id", required("activityId", activityId), "uuid"],
+        ["worker_id", required("workerId", workerId), "text"],
+        ["lease", lease === undefined ? undefined : interval("lease", lease), "interval"],
+      ],
+      "rows",
+    );
+    return rows[0];
   }
 
   /** workflow_status: the execution and every step. */

@@ -70,6 +70,20 @@ export interface StartOptions {
 export interface ScheduleOptions extends StepSettings {
   sleep?: string;
   wait_signal?: string;
+  /** A child execution of this type (activityType null); `client_driven` for one your code drives. */
+  workflow?: string;
+  client_driven?: boolean;
+  /** The replay turn's fencing token (claimExecutions). */
+  lease_token?: number;
+}
+
+/** A client-driven execution handed to this process for a replay turn. */
+export interface ClaimedExecution {
+  execution_id: string;
+  workflow_type: string;
+  input: Json;
+  lease_token: number;
+  lease_expires_at: Date;
 }
 
 export interface ClaimedActivity {

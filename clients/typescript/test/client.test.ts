@@ -6,6 +6,7 @@ import {
   Client,
   ConflictError,
   InvalidArgumentError,
+  NonDeterministicReplayError,
   NotFoundError,
   PermissionDeniedError,
   UndefinedObjectError,
@@ -175,4 +176,34 @@ test("Client.wait listens for the finish; result() returns the output or throws"
   } finally {
     await client.close();
   }
+});
+
+test("replay turns, claiming one activity, and non-deterministic replays, through the wrappers", async () => {
+  const config = await freshDatabase("pgw_ts_replay");
+  await withClient(config, async (db) => {
+    const sql = new WorkflowSql(db);
+    const id = await sql.start("ts_engine", { doc: 1 }, { idempotencyKey: "d1", options: { client_driven: true } });
+    assertEqual(await sql.find("ts_engine", "d1"), id);
+    assertEqual(await sql.find("ts_engine", "d2"), null);
+    const [turn] = await sql.claimExecutions({ workflowTypes: ["ts_engine"], workerId: "p1", lease: 30_000 });
+    assert(turn, "a turn");
+    assertEqual([turn.execution_id, turn.input, turn.lease_token], [id, { doc: 1 }, 1]);
+    assertEqual(await sql.claimExecutions({ workflowTypes: ["ts_engine"], workerId: "p2" }), [], "held");
+    const step = await sql.scheduleActivity(id, "fetch", "fetch", { u: 1 }, { lease_token: turn.lease_token });
+    await assertRejects(
+      sql.scheduleActivity(id, "fetch", "fetch", { u: 2 }, { lease_token: turn.lease_token }),
+      (e) => e instanceof NonDeterministicReplayError && e.sqlstate === "22000",
+      "another input under the same key",
+    );
+    assertEqual(await sql.renewExecution(id, turn.lease_token, "30s"), true);
+    const claimed = await sql.claimActivity(step, "p1", 10_000);
+    assertEqual([claimed?.step_key, claimed?.attempt], ["fetch", 1]);
+    assertEqual(await sql.claimActivity(step, "p1"), undefined, "claimed once");
+    await sql.completeActivity(step, "page", 1);
+    assertEqual(await sql.releaseExecution(id, turn.lease_token), true);
+    const [next] = await sql.claimExecutions({ workflowTypes: ["ts_engine"], workerId: "p2" });
+    assertEqual(next?.lease_token, 2, "ready again after the activity finished");
+    await assertRejects(sql.complete(id, "done", { leaseToken: 1 }), (e) => e instanceof ConflictError, "an old turn");
+    assertEqual(await sql.complete(id, "done", { leaseToken: 2 }), true);
+  });
 });

@@ -5,6 +5,8 @@ import pg from "pg";
 
 type TestFn = () => Promise<void>;
 const tests: { name: string; fn: TestFn }[] = [];
+/** Databases made by the running test, dropped when it ends (each has a dispatcher). */
+const created: string[] = [];
 
 export function test(name: string, fn: TestFn): void {
   tests.push({ name, fn });
@@ -26,6 +28,7 @@ export async function runAll(): Promise<void> {
       console.log(`FAILED  ${t.name}`);
       console.log(error);
     }
+    await dropCreated();
   }
   console.log(failed === 0 ? "all passed" : `${failed} failed`);
   process.exit(failed === 0 ? 0 : 1);
@@ -43,12 +46,20 @@ export function clusterConfig(): pg.ClientConfig {
   return config as pg.ClientConfig;
 }
 
-/** A fresh database with pg_workflow created; its config. */
+async function dropCreated(): Promise<void> {
+  const admin = new pg.Client({ ...clusterConfig(), database: "postgres" });
+  await admin.connect();
+  for (const name of created.splice(0)) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.end();
+}
+
+/** A fresh database with pg_workflow created (dropped when the test ends); its config. */
 export async function freshDatabase(name: string): Promise<pg.ClientConfig> {
   const admin = new pg.Client({ ...clusterConfig(), database: "postgres" });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await admin.query(`CREATE DATABASE ${name}`);
+  created.push(name);
   await admin.end();
   const config = { ...clusterConfig(), database: name };
   const db = new pg.Client(config);

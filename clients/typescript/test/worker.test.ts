@@ -67,6 +67,18 @@ test("4 workers finish 1,000 three-step executions with failures injected", asyn
   );
 });
 
+/** Worker processes started by the running test: killed when it ends, whatever happened. */
+const children: ChildProcess[] = [];
+
+async function killChildren(): Promise<void> {
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await exited(child);
+    }
+  }
+}
+
 /** Starts test/worker-process in a process of its own, with this runtime. */
 async function workerProcess(config: pg.ClientConfig, env: Record<string, string> = {}): Promise<ChildProcess> {
   const self = fileURLToPath(import.meta.url);
@@ -75,6 +87,7 @@ async function workerProcess(config: pg.ClientConfig, env: Record<string, string
     env: { ...process.env, PGWORKFLOW_WORKER_CONFIG: JSON.stringify(config), ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
+  children.push(child);
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
     child.once("exit", (code) => reject(new Error(`worker process exited (${code}) before it was ready`)));
@@ -86,10 +99,19 @@ function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once("exit", (code) => resolve(code))));
 }
 
+async function withChildren(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } finally {
+    await killChildren();
+  }
+}
+
 const RUNS_TABLE =
   "CREATE TABLE ts_runs (id bigserial PRIMARY KEY, activity_id uuid, attempt int, pid int, started_at timestamptz DEFAULT clock_timestamp(), finished_at timestamptz)";
 
-test("a worker process killed mid-batch: its attempts come back after the lease, nothing completed runs again", async () => {
+test("a worker process killed mid-batch: its attempts come back after the lease, nothing completed runs again", () =>
+  withChildren(async () => {
   const config = await freshDatabase("pgw_ts_kill");
   await withClient(config, (db) => db.query(RUNS_TABLE));
   await startMany(config, "ts_kill", 100);
@@ -112,7 +134,8 @@ test("a worker process killed mid-batch: its attempts come back after the lease,
     "runs after completion",
   );
   assertEqual(await count(config, "SELECT count(*) AS n FROM (SELECT 1 FROM ts_runs GROUP BY activity_id, attempt HAVING count(*) > 1) d"), 0, "an attempt ran twice");
-});
+  }),
+);
 
 test("Postgres restarted mid-run: the workers reconnect and finish", async () => {
   const pgdata = process.env.PGWORKFLOW_TEST_PGDATA;
@@ -152,7 +175,8 @@ test("Postgres restarted mid-run: the workers reconnect and finish", async () =>
   await Promise.all(workers.map((w) => w.stop()));
 });
 
-test("SIGTERM: the worker stops claiming, finishes what it runs, and exits 0", async () => {
+test("SIGTERM: the worker stops claiming, finishes what it runs, and exits 0", () =>
+  withChildren(async () => {
   const config = await freshDatabase("pgw_ts_sigterm");
   await withClient(config, (db) => db.query(RUNS_TABLE));
   await startMany(config, "ts_sigterm", 40);
@@ -169,7 +193,8 @@ test("SIGTERM: the worker stops claiming, finishes what it runs, and exits 0", a
     0,
     "every run that finished was completed",
   );
-});
+  }),
+);
 
 test("a cancelled execution aborts its running handler; a NonRetryableFailure fails the step at once", async () => {
   const config = await freshDatabase("pgw_ts_cancel");

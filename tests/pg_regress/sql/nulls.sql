@@ -57,7 +57,28 @@ FROM unnest(ARRAY[
   'workflow_revoke(NULL)',
   'workflow_bind_tenant(NULL, ''t'')',
   'workflow_bind_tenant(''nul_role'', NULL)',
-  'workflow_unbind_tenant(NULL)'
+  'workflow_unbind_tenant(NULL)',
+  'workflow_find(NULL, ''k'', NULL)',
+  'workflow_find(''nul'', NULL, NULL)',
+  'workflow_find(''nul'', ''nul-1'', NULL)',
+  'workflow_claim_executions(NULL, ''w'', 1, ''1 minute'')',
+  'workflow_claim_executions(ARRAY[''nul_client''], NULL, 1, ''1 minute'')',
+  'workflow_claim_executions(ARRAY[''nul_client''], ''w'', NULL, ''1 minute'')',
+  'workflow_claim_executions(ARRAY[''nul_client''], ''w'', 1, NULL)',
+  format('workflow_renew_execution(NULL, 1, %L)', '1 minute'),
+  format('workflow_renew_execution(%L, NULL, %L)', :'z', '1 minute'),
+  format('workflow_renew_execution(%L, 1, NULL)', :'z'),
+  'workflow_release_execution(NULL, 1)',
+  format('workflow_release_execution(%L, NULL)', :'z'),
+  'workflow_claim_activity(NULL, ''w'', ''1 minute'')',
+  format('workflow_claim_activity(%L, NULL, %L)', :'z', '1 minute'),
+  format('workflow_claim_activity(%L, %L, NULL)', :'z', 'w'),
+  format('workflow_complete(NULL, %L, 1)', '1'),
+  format('workflow_complete(%L, NULL, 1)', :'c'),
+  format('workflow_complete(%L, %L, NULL)', :'c', '1'),
+  format('workflow_fail(NULL, %L, 1)', '"x"'),
+  format('workflow_fail(%L, NULL, 1)', :'c'),
+  format('workflow_fail(%L, %L, NULL)', :'c', '"x"')
 ]) AS call;
 -- The documented NULLs that succeed: no idempotency key, every activity type, no
 -- signal key (the signal completes the waiting step).
