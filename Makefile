@@ -3,11 +3,15 @@
 #               with pg_workflow preloaded and run a demo workflow end to end
 #   make test   install what is missing and run every test
 
-.PHONY: run test lint soak bench bench-long deps install package stop clean
+.PHONY: run run-ts test lint soak bench bench-long deps install package stop clean
 
 run: deps
 	scripts/install.sh
 	scripts/demo.sh
+
+# The TypeScript example pipeline (@effect/workflow on pg_workflow) against the demo cluster.
+run-ts: deps
+	scripts/run-ts.sh
 
 test:
 	scripts/test.sh

@@ -63,8 +63,10 @@ pub fn schedule_step(
             fail_for_good(client, exec, id, key, error)?;
             Ok(Scheduled::Failed)
         }
-        Scheduled::StartChild { id, workflow_type, input, client_driven } => {
-            match start_child(client, &workflow_type, input, exec.id, key, client_driven)? {
+        Scheduled::StartChild { id, workflow_type, input, client_driven, idempotency_key } => {
+            let child =
+                ChildSpec { workflow_type: &workflow_type, client_driven, idempotency_key: idempotency_key.as_deref() };
+            match start_child(client, child, input, exec.id, key)? {
                 Child::Running => Ok(Scheduled::Open),
                 Child::Completed(output) => {
                     rows::mark_completed(client, id, output)?;
@@ -389,14 +391,21 @@ pub enum Child {
 /// (`retry_locked`), so those steps start new ones. With `client_driven` (a step a
 /// client-driven parent scheduled with `options.client_driven`), the child has no
 /// definition either: its own client drives it.
+/// What a `workflow` step starts: the type, whether it is client-driven, its own key.
+pub struct ChildSpec<'a> {
+    pub workflow_type: &'a str,
+    pub client_driven: bool,
+    pub idempotency_key: Option<&'a str>,
+}
+
 pub fn start_child(
     client: &mut SpiClient<'_>,
-    workflow_type: &str,
+    child: ChildSpec<'_>,
     input: Value,
     parent: Uuid,
     step_key: &str,
-    client_driven: bool,
 ) -> Result<Child> {
+    let ChildSpec { workflow_type, client_driven, idempotency_key } = child;
     if let Some(row) = run(client, &CHILD_OF_STEP, &[arg(parent), arg(step_key)])?.next() {
         let child: Uuid = row.get(1)?.ok_or_else(|| WorkflowError::internal("child without id"))?;
         match ExecutionStatus::parse(&row.get::<String>(2)?.unwrap_or_default())? {
@@ -439,8 +448,7 @@ pub fn start_child(
         opts.tenant_id = row.get(3)?;
         owner = row.get(4)?.unwrap_or(owner);
     }
-    let new =
-        NewExecution { workflow_type, input, idempotency_key: None, opts, parent: Some((parent, step_key)), owner };
+    let new = NewExecution { workflow_type, input, idempotency_key, opts, parent: Some((parent, step_key)), owner };
     create(client, new, definition)?;
     Ok(Child::Running)
 }

@@ -28,7 +28,13 @@ pub enum Scheduled {
     /// The step cannot run: fail it for good with this error (its row exists).
     FailAtOnce { id: pgrx::Uuid, error: Value },
     /// A `workflow` step's row exists: its child must be started (or resumed).
-    StartChild { id: pgrx::Uuid, workflow_type: String, input: Value, client_driven: bool },
+    StartChild {
+        id: pgrx::Uuid,
+        workflow_type: String,
+        input: Value,
+        client_driven: bool,
+        idempotency_key: Option<String>,
+    },
     /// A row for this step key existed already (a replay); nothing changed.
     Existed,
 }
@@ -249,14 +255,20 @@ pub fn schedule(
                 None => Ok(Scheduled::Open),
             }
         }
-        StepKind::Workflow { workflow_type, client_driven } => {
+        StepKind::Workflow { workflow_type, client_driven, idempotency_key } => {
             let due_in = step.timeout.or(Some(-1));
             let Some((id, input)) =
                 insert(client, exec, step, key, "waiting", Some(workflow_type), explicit_input, due_in, 1)?
             else {
                 return Ok(Scheduled::Existed);
             };
-            Ok(Scheduled::StartChild { id, workflow_type: workflow_type.clone(), input, client_driven: *client_driven })
+            Ok(Scheduled::StartChild {
+                id,
+                workflow_type: workflow_type.clone(),
+                input,
+                client_driven: *client_driven,
+                idempotency_key: idempotency_key.clone(),
+            })
         }
     }
 }

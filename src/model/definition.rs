@@ -58,11 +58,12 @@ pub enum StepKind {
     Signal {
         name: String,
     },
-    /// A child execution; `client_driven`: started without a definition (client-driven
-    /// parents only).
+    /// A child execution; `client_driven`: started without a definition, and
+    /// `idempotency_key`: the child's own key (client-driven parents only).
     Workflow {
         workflow_type: String,
         client_driven: bool,
+        idempotency_key: Option<String>,
     },
 }
 
@@ -229,6 +230,7 @@ fn parse_step(index: usize, v: &Value) -> Result<Step, DefinitionError> {
                 "workflow" => StepKind::Workflow {
                     workflow_type: non_empty_str(&name, "workflow", v)?.to_owned(),
                     client_driven: false,
+                    idempotency_key: None,
                 },
                 _ => StepKind::Sleep(match v {
                     Value::Object(o) => match (o.len(), o.get("until")) {
@@ -328,6 +330,7 @@ const CLIENT_FIELDS: &[&str] = &[
     "wait_signal",
     "workflow",
     "client_driven",
+    "idempotency_key",
     "lease_token",
 ];
 
@@ -362,6 +365,16 @@ pub fn parse_client_step(activity_type: Option<&str>, options: &Value) -> Result
         }
         Some(v) => return Err(format!("options.client_driven must be true or false, got {}", json_kind(&v))),
     };
+    let child_key = match step.remove("idempotency_key") {
+        None => None,
+        Some(Value::String(k)) if obj.contains_key("workflow") && !k.is_empty() && k.len() <= 200 => Some(k),
+        Some(_) if !obj.contains_key("workflow") => {
+            return Err("options.idempotency_key goes with options.workflow (the child's key)".into())
+        }
+        Some(v) => {
+            return Err(format!("options.idempotency_key must be a non-empty string of at most 200 bytes, got {v}"))
+        }
+    };
     step.insert("name".into(), Value::String("client".into()));
     let waits = ["sleep", "wait_signal", "workflow"].iter().any(|k| obj.contains_key(*k));
     match (activity_type, waits) {
@@ -380,8 +393,9 @@ pub fn parse_client_step(activity_type: Option<&str>, options: &Value) -> Result
     }
     let mut step =
         parse_step(0, &Value::Object(step)).map_err(|e| e.message.replace("field \"", "options field \""))?;
-    if let StepKind::Workflow { client_driven, .. } = &mut step.kind {
+    if let StepKind::Workflow { client_driven, idempotency_key, .. } = &mut step.kind {
         *client_driven = child_client_driven;
+        *idempotency_key = child_key;
     }
     Ok(ClientStep { step, lease_token })
 }

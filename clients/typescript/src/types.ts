@@ -73,6 +73,8 @@ export interface ScheduleOptions extends StepSettings {
   /** A child execution of this type (activityType null); `client_driven` for one your code drives. */
   workflow?: string;
   client_driven?: boolean;
+  /** The child's own idempotency key (with `workflow`). */
+  idempotency_key?: string;
   /** The replay turn's fencing token (claimExecutions). */
   lease_token?: number;
 }

@@ -22,3 +22,13 @@ test("the README's TypeScript example is examples/quickstart.ts, and it runs", a
   assertEqual(run.status, 0, `quickstart exit code (stderr: ${run.stderr})`);
   assert(run.stdout.includes("THE TEXT OF HTTPS://EXAMPLE.COM/A"), `quickstart output: ${run.stdout}`);
 });
+
+test("the README's Effect engine blocks are taken word for word from examples/extraction-pipeline.ts", async () => {
+  const readme = readFileSync(`${pkg}/../../README.md`, "utf8");
+  const section = readme.split("### The Effect engine")[1]?.split("\n## ")[0];
+  assert(section, "the README has a section 'The Effect engine'");
+  const example = readFileSync(`${pkg}/examples/extraction-pipeline.ts`, "utf8");
+  const blocks = section.split("```ts\n").slice(1).map((b) => b.split("```")[0]!);
+  assert(blocks.length >= 3, `three code blocks, found ${blocks.length}`);
+  for (const block of blocks) assert(example.includes(block), `a README block is not in the example:\n${block}`);
+});

@@ -1,11 +1,12 @@
 // The worker: many executions with failures injected, a worker process killed mid-batch,
 // Postgres restarted mid-run, a graceful shutdown, cancellation reaching a handler.
 
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { ActivityFailure, NonRetryableFailure, Worker, WorkflowSql } from "../src/index.js";
 import { assert, assertEqual, eventually, freshDatabase, test, withClient } from "./harness.js";
+import { exited, startProcess, withChildren } from "./processes.js";
 
 const THREE_STEPS = {
   steps: [
@@ -67,44 +68,9 @@ test("4 workers finish 1,000 three-step executions with failures injected", asyn
   );
 });
 
-/** Worker processes started by the running test: killed when it ends, whatever happened. */
-const children: ChildProcess[] = [];
-
-async function killChildren(): Promise<void> {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await exited(child);
-    }
-  }
-}
-
 /** Starts test/worker-process in a process of its own, with this runtime. */
-async function workerProcess(config: pg.ClientConfig, env: Record<string, string> = {}): Promise<ChildProcess> {
-  const self = fileURLToPath(import.meta.url);
-  const script = self.replace(/worker\.test\.(ts|js)$/, "worker-process.$1");
-  const child = spawn(process.execPath, [script], {
-    env: { ...process.env, PGWORKFLOW_WORKER_CONFIG: JSON.stringify(config), ...env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  children.push(child);
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
-    child.once("exit", (code) => reject(new Error(`worker process exited (${code}) before it was ready`)));
-  });
-  return child;
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once("exit", (code) => resolve(code))));
-}
-
-async function withChildren(fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } finally {
-    await killChildren();
-  }
+function workerProcess(config: pg.ClientConfig, env: Record<string, string> = {}) {
+  return startProcess("worker-process", { PGWORKFLOW_WORKER_CONFIG: JSON.stringify(config), ...env });
 }
 
 const RUNS_TABLE =

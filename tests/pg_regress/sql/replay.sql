@@ -83,6 +83,11 @@ SELECT expect_error(format('SELECT workflow_schedule_activity(%L, %L, %L, %L, %L
 SELECT workflow_schedule_activity(:'parent2', 'c-undeclared', NULL, '{}', '{"workflow": "rp_nobody"}') IS NOT NULL AS scheduled;
 SELECT status, error->>'type' AS error FROM workflow_activity WHERE execution_id = :'parent2' AND step_key = 'c-undeclared';
 
+-- A child with a key of its own is found by it, like any started execution.
+SELECT workflow_schedule_activity(:'parent2', 'keyed', NULL, '{}', '{"workflow": "rp_child", "client_driven": true, "idempotency_key": "child-key"}') IS NOT NULL AS scheduled;
+SELECT workflow_find('rp_child', 'child-key') = (SELECT id FROM workflow_execution WHERE parent_id = :'parent2' AND parent_step = 'keyed') AS found_by_its_key;
+SELECT expect_error(format('SELECT workflow_schedule_activity(%L, %L, %L, %L, %L)', :'parent2', 'k2', 't', '{}', '{"idempotency_key": "k"}'));
+
 -- Bad arguments.
 SELECT expect_error($$SELECT * FROM workflow_claim_executions(ARRAY[]::text[], 'p')$$);
 SELECT expect_error($$SELECT * FROM workflow_claim_executions(ARRAY['x'], 'p', 0)$$);
