@@ -116,14 +116,20 @@ run_regress "$port"
 echo "--> client-level tests (tests/client)"
 PGWORKFLOW_TEST_URL="host=127.0.0.1 port=$port user=postgres" PGWORKFLOW_TEST_PGDATA="$work/cluster" \
     run_client_tests "${common[@]}"
-echo "--> the TypeScript client and worker (clients/typescript), under Node and under Bun"
-(
-    cd clients/typescript
-    export PGWORKFLOW_TEST_URL="host=127.0.0.1 port=$port user=postgres" PGWORKFLOW_TEST_PGDATA="$work/cluster"
-    node_modules/.bin/tsc -p tsconfig.json
-    node dist/test/run.js
-    node_modules/.bin/bun test/run.ts
-)
+# The TypeScript tests (clients/typescript/test) against the cluster on port $1, under
+# Node (compiled) and under Bun; more arguments are environment settings.
+run_typescript_tests() {
+    local port=$1; shift
+    (
+        cd clients/typescript
+        export PGWORKFLOW_TEST_URL="host=127.0.0.1 port=$port user=postgres" "$@"
+        node_modules/.bin/tsc -p tsconfig.json
+        node dist/test/run.js
+        node_modules/.bin/bun test/run.ts
+    )
+}
+echo "--> the TypeScript client, worker and Effect engine (clients/typescript), under Node and under Bun"
+run_typescript_tests "$port" PGWORKFLOW_TEST_PGDATA="$work/cluster" PGWORKFLOW_TS_TEST_SKIP="without the preload"
 scripts/cluster.sh stop "$work/cluster"
 
 # A cluster as a provider runs it (DIR PORT postgresql.conf lines...), with a login role
@@ -144,6 +150,8 @@ echo "--> pg_regress (tests/pg_regress)"
 run_regress "$port2" app_owner
 echo "--> client-level tests (tests/client/tests/no_preload.rs)"
 PGWORKFLOW_TEST_NO_PRELOAD_URL="host=127.0.0.1 port=$port2 user=postgres" run_client_tests no_preload
+echo "--> the TypeScript worker without the preload"
+run_typescript_tests "$port2" PGWORKFLOW_TS_TEST_ONLY="without the preload"
 scripts/cluster.sh stop "$work/no-preload"
 
 # A provider's allow-list: pgextwlist lets a non-superuser create the extensions it lists

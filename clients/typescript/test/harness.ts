@@ -14,11 +14,12 @@ export function test(name: string, fn: TestFn): void {
 
 export async function runAll(): Promise<void> {
   const only = process.env.PGWORKFLOW_TS_TEST_ONLY;
+  const skip = process.env.PGWORKFLOW_TS_TEST_SKIP;
   let failed = 0;
   const runtime = typeof (globalThis as { Bun?: unknown }).Bun === "undefined" ? `node ${process.version}` : `bun ${process.versions.bun}`;
   console.log(`pg-workflow TypeScript tests (${runtime})`);
   for (const t of tests) {
-    if (only && !t.name.includes(only)) continue;
+    if ((only && !t.name.includes(only)) || (skip && t.name.includes(skip))) continue;
     const started = Date.now();
     try {
       await t.fn();

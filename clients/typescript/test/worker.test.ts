@@ -196,3 +196,36 @@ test("a cancelled execution aborts its running handler; a NonRetryableFailure fa
   });
   await worker.stop();
 });
+
+// Run by make test against its cluster without the preload (setup 2).
+test("without the preload, the worker runs workflow_dispatch itself: a sleep ends and a retry comes back", async () => {
+  const config = await freshDatabase("pgw_ts_no_preload");
+  const preloaded = await withClient(config, async (db) => (await db.query("SELECT workflow_wake() AS on")).rows[0].on);
+  assertEqual(preloaded, false, "this test needs a cluster without the preload");
+  let attempts = 0;
+  const worker = new Worker({
+    connection: config as pg.PoolConfig,
+    dispatchIntervalMs: "auto",
+    handlers: {
+      after: (_input, ctx) => {
+        attempts = ctx.attempt;
+        if (ctx.attempt === 1) throw new ActivityFailure("not yet", { type: "NotYet" });
+        return "done";
+      },
+    },
+  });
+  await worker.start();
+  const status = await withClient(config, async (db) => {
+    const sql = new WorkflowSql(db);
+    await sql.define("ts_np", {
+      steps: [
+        { name: "nap", sleep: "1s" },
+        { name: "after", activity: "after", depends_on: ["nap"], retry: { max_attempts: 3, initial_interval: "1s", jitter: 0 } },
+      ],
+    });
+    const id = await sql.start("ts_np");
+    return sql.awaitOnServer(id, "60s");
+  });
+  await worker.stop();
+  assertEqual([status.status, attempts], ["completed", 2]);
+});
