@@ -111,6 +111,12 @@ fn exercise_the_engine() {
     run(&format!("SELECT workflow_complete_activity('{mine}', '1', {attempt})"));
     run("RESET ROLE");
     run("SELECT workflow_unbind_tenant('plan_tenant_role')");
+    // What operators read: stats, the inbox, metrics, a graph of each kind of execution.
+    run("SELECT * FROM workflow_queue_stats()");
+    run("SELECT workflow_execution_stats(now() - interval '1 hour')");
+    run("SELECT * FROM workflow_waiting('ok')");
+    run("SELECT workflow_metrics()");
+    run(&format!("SELECT workflow_graph('{dag}'), workflow_graph('{client}', 'dot')"));
     // What only the dispatcher runs: its next due time, sql steps due, retention, NOTIFYs.
     Spi::connect_mut(|c| {
         crate::engine::dispatch::next_due(c).unwrap();

@@ -21,7 +21,7 @@ ALTER TABLE @extschema@.workflow_execution
 -- fenced ends, claiming one activity. Nothing is granted to PUBLIC (the recipes do).
 CREATE FUNCTION @extschema@.workflow_find("workflow_type" pg_catalog.text, "idempotency_key" pg_catalog.text,
     "tenant_id" pg_catalog.text DEFAULT NULL) RETURNS uuid
-STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_find_wrapper';
+STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_find_wrapper';
 CREATE FUNCTION @extschema@.workflow_claim_executions("workflow_types" pg_catalog.text[], "worker_id" pg_catalog.text,
     "max_count" pg_catalog.int4 DEFAULT 1, "lease" pg_catalog.interval DEFAULT '1 minute')
 RETURNS TABLE ("execution_id" uuid, "workflow_type" pg_catalog.text, "input" pg_catalog.jsonb,
@@ -49,3 +49,95 @@ REVOKE ALL ON FUNCTION @extschema@.workflow_find(pg_catalog.text, pg_catalog.tex
     @extschema@.workflow_claim_activity(uuid, pg_catalog.text, pg_catalog.interval),
     @extschema@.workflow_complete(uuid, pg_catalog.jsonb, pg_catalog.int4),
     @extschema@.workflow_fail(uuid, pg_catalog.jsonb, pg_catalog.int4) FROM PUBLIC;
+
+-- Observability (issue 14): attempt history, search indexes, stats, metrics, the graph.
+-- Attempt history (README: Observability): one row per finished attempt of an activity,
+-- written by a trigger when a running activity stops running, so that every path that
+-- ends an attempt (completion, failure, retry, lease expiry, cancellation) is covered
+-- by one place. Rows belong to the execution, not to the activity: workflow_retry
+-- deletes and re-creates unfinished steps, and their earlier attempts stay. Retention
+-- deletes them with their execution.
+CREATE TABLE @extschema@.workflow_attempt (
+    execution_id  uuid        NOT NULL REFERENCES @extschema@.workflow_execution (id) ON DELETE CASCADE,
+    step_key      text        NOT NULL,
+    activity_id   uuid        NOT NULL,
+    attempt       int         NOT NULL,
+    queue         text,
+    activity_type text,
+    worker_id     text,
+    started_at    timestamptz,
+    finished_at   timestamptz NOT NULL,
+    outcome       text        NOT NULL CHECK (outcome OPERATOR(pg_catalog.=) ANY
+                                  (ARRAY['completed', 'failed', 'timed_out', 'lease_expired', 'cancelled'])),
+    error         jsonb,
+    heartbeat     jsonb
+) WITH (fillfactor = 100, autovacuum_vacuum_insert_scale_factor = 0.02);
+
+-- A step's attempts (workflow_status), and the foreign key's cascade.
+CREATE INDEX workflow_attempt_step ON @extschema@.workflow_attempt (execution_id, step_key);
+-- The last minute's and hour's outcomes (workflow_queue_stats, workflow_metrics).
+CREATE INDEX workflow_attempt_finished ON @extschema@.workflow_attempt (finished_at);
+
+ALTER TABLE @extschema@.workflow_attempt ENABLE ROW LEVEL SECURITY;
+CREATE POLICY workflow_tenant_isolation ON @extschema@.workflow_attempt
+    USING ((SELECT @extschema@.workflow_current_tenant()) IS NULL
+           OR execution_id OPERATOR(pg_catalog.=) ANY (SELECT id FROM @extschema@.workflow_execution
+                               WHERE tenant_id OPERATOR(pg_catalog.=) (SELECT @extschema@.workflow_current_tenant())));
+
+CREATE FUNCTION @extschema@.workflow_attempt_ended() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO @extschema@.workflow_attempt (execution_id, step_key, activity_id, attempt, queue, activity_type,
+                                              worker_id, started_at, finished_at, outcome, error, heartbeat)
+    VALUES (NEW.execution_id, NEW.step_key, NEW.id, OLD.attempt, NEW.queue, NEW.activity_type, OLD.worker_id,
+            OLD.started_at, pg_catalog.now(),
+            CASE
+                WHEN NEW.status OPERATOR(pg_catalog.=) 'completed' THEN 'completed'
+                WHEN NEW.status OPERATOR(pg_catalog.=) 'cancelled' THEN 'cancelled'
+                WHEN NEW.error OPERATOR(pg_catalog.->>) 'reason' OPERATOR(pg_catalog.=) 'lease_expired' THEN 'lease_expired'
+                WHEN NEW.error OPERATOR(pg_catalog.->>) 'type' OPERATOR(pg_catalog.=) 'Timeout' THEN 'timed_out'
+                ELSE 'failed'
+            END,
+            CASE WHEN NEW.status OPERATOR(pg_catalog.<>) 'completed' THEN NEW.error END,
+            OLD.heartbeat);
+    RETURN NULL;
+END
+$$;
+
+-- Fires only when an attempt ends: the WHEN test costs the hot path next to nothing.
+CREATE TRIGGER workflow_attempt_ended AFTER UPDATE ON @extschema@.workflow_activity FOR EACH ROW
+    WHEN (OLD.status OPERATOR(pg_catalog.=) 'running' AND NEW.status OPERATOR(pg_catalog.<>) 'running')
+    EXECUTE FUNCTION @extschema@.workflow_attempt_ended();
+
+CREATE INDEX workflow_execution_type ON @extschema@.workflow_execution (workflow_type, id);
+CREATE INDEX workflow_execution_labels ON @extschema@.workflow_execution USING gin (labels jsonb_path_ops);
+CREATE INDEX workflow_execution_open ON @extschema@.workflow_execution (workflow_type, status)
+    WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running']);
+CREATE INDEX workflow_activity_signal_wait ON @extschema@.workflow_activity (activity_type, created_at)
+    WHERE status OPERATOR(pg_catalog.=) 'waiting' AND kind OPERATOR(pg_catalog.=) 'signal';
+
+CREATE FUNCTION @extschema@.workflow_queue_stats() RETURNS TABLE ("queue" pg_catalog.text, "ready" pg_catalog.int8,
+    "delayed" pg_catalog.int8, "running" pg_catalog.int8, "expired_leases" pg_catalog.int8,
+    "oldest_ready_age" pg_catalog.interval, "completed_last_minute" pg_catalog.int8, "failed_last_minute" pg_catalog.int8,
+    "completed_last_hour" pg_catalog.int8, "failed_last_hour" pg_catalog.int8)
+STRICT STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_queue_stats_wrapper';
+CREATE FUNCTION @extschema@.workflow_execution_stats("since" pg_catalog.timestamptz DEFAULT pg_catalog.now() OPERATOR(pg_catalog.-) '1 day'::pg_catalog.interval)
+RETURNS pg_catalog.jsonb STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_execution_stats_wrapper';
+CREATE FUNCTION @extschema@.workflow_list("filter" pg_catalog.jsonb DEFAULT '{}', "page_size" pg_catalog.int4 DEFAULT 50,
+    "after" uuid DEFAULT NULL)
+RETURNS TABLE ("id" uuid, "workflow_type" pg_catalog.text, "status" pg_catalog.text, "tenant_id" pg_catalog.text,
+    "labels" pg_catalog.jsonb, "created_at" pg_catalog.timestamptz, "finished_at" pg_catalog.timestamptz,
+    "error" pg_catalog.jsonb)
+STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_list_wrapper';
+CREATE FUNCTION @extschema@.workflow_waiting("signal_name" pg_catalog.text, "max_count" pg_catalog.int4 DEFAULT 100)
+RETURNS TABLE ("execution_id" uuid, "workflow_type" pg_catalog.text, "step_key" pg_catalog.text,
+    "waiting_since" pg_catalog.timestamptz, "input" pg_catalog.jsonb, "labels" pg_catalog.jsonb, "tenant_id" pg_catalog.text)
+STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_waiting_wrapper';
+CREATE FUNCTION @extschema@.workflow_metrics() RETURNS pg_catalog.text
+STRICT STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_metrics_wrapper';
+CREATE FUNCTION @extschema@.workflow_graph("execution_id" uuid, "format" pg_catalog.text DEFAULT 'mermaid')
+RETURNS pg_catalog.text STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_graph_wrapper';
+REVOKE ALL ON FUNCTION @extschema@.workflow_queue_stats(), @extschema@.workflow_execution_stats(pg_catalog.timestamptz),
+    @extschema@.workflow_list(pg_catalog.jsonb, pg_catalog.int4, uuid), @extschema@.workflow_waiting(pg_catalog.text, pg_catalog.int4),
+    @extschema@.workflow_metrics(), @extschema@.workflow_graph(uuid, pg_catalog.text),
+    @extschema@.workflow_attempt_ended() FROM PUBLIC;

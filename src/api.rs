@@ -12,7 +12,10 @@
 use crate::engine::execution::ClientOutcome;
 use crate::engine::privileges::{current_role, AsOwner};
 use crate::engine::tenancy::{self, Caller};
-use crate::engine::{activity, claim, client_driven, definitions, dispatch, execution, grants, replay, signal, status};
+use crate::engine::{
+    activity, claim, client_driven, definitions, dispatch, execution, grants, graph, replay, search, signal, stats,
+    status,
+};
 use crate::error::{OrRaise, Result, WorkflowError};
 use crate::jsonb_arg::JsonbArg;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
@@ -356,7 +359,7 @@ fn workflow_fail_fenced(execution_id: Option<Uuid>, error: Option<JsonbArg>, lea
 
 /// The execution started with this idempotency key (for `tenant_id`'s, for a bound
 /// caller its own tenant's), or NULL: finds without starting.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 fn workflow_find(
     workflow_type: Option<&str>,
     idempotency_key: Option<&str>,
@@ -534,4 +537,132 @@ pub mod triggers {
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation()?.oid()) };
         Ok(None)
     }
+}
+
+/// Per queue: activities ready, delayed, running, leases expired and not yet moved, the
+/// oldest ready one's age, and attempts completed and failed in the last minute and hour.
+#[allow(clippy::type_complexity)] // the `name!` types must be spelled out: see workflow_claim
+#[pg_extern(stable, parallel_restricted)]
+fn workflow_queue_stats() -> TableIterator<
+    'static,
+    (
+        name!(queue, String),
+        name!(ready, i64),
+        name!(delayed, i64),
+        name!(running, i64),
+        name!(expired_leases, i64),
+        name!(oldest_ready_age, Option<Interval>),
+        name!(completed_last_minute, i64),
+        name!(failed_last_minute, i64),
+        name!(completed_last_hour, i64),
+        name!(failed_last_hour, i64),
+    ),
+> {
+    let rows = call(stats::queue_stats);
+    TableIterator::new(rows.into_iter().map(|q| {
+        (
+            q.queue,
+            q.ready,
+            q.delayed,
+            q.running,
+            q.expired_leases,
+            q.oldest_ready_age,
+            q.completed_last_minute,
+            q.failed_last_minute,
+            q.completed_last_hour,
+            q.failed_last_hour,
+        )
+    }))
+}
+
+/// Executions started since `since`, per workflow type and version: counts by status,
+/// duration percentiles; per step: attempts, failures by error type, duration percentiles.
+#[pg_extern(stable, parallel_restricted)]
+fn workflow_execution_stats(
+    since: default!(
+        Option<TimestampWithTimeZone>,
+        "pg_catalog.now() OPERATOR(pg_catalog.-) '1 day'::pg_catalog.interval"
+    ),
+) -> JsonB {
+    JsonB(call(|c, caller| {
+        let since = required("since", since, "pass a timestamp, such as now() - interval '1 day'")?;
+        stats::execution_stats(c, caller, since)
+    }))
+}
+
+/// Executions matching `filter`, newest first; pass the last id as `after` for the next page.
+#[allow(clippy::type_complexity)] // the `name!` types must be spelled out: see workflow_claim
+#[pg_extern(stable, parallel_restricted)]
+fn workflow_list(
+    filter: default!(Option<JsonbArg>, "'{}'"),
+    page_size: default!(Option<i32>, 50),
+    after: default!(Option<Uuid>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, Uuid),
+        name!(workflow_type, String),
+        name!(status, String),
+        name!(tenant_id, Option<String>),
+        name!(labels, JsonB),
+        name!(created_at, TimestampWithTimeZone),
+        name!(finished_at, Option<TimestampWithTimeZone>),
+        name!(error, Option<JsonB>),
+    ),
+> {
+    let rows = call(|c, caller| {
+        let filter = required_json("filter", filter, "pass '{}' for every execution")?;
+        let page_size = required("page_size", page_size, "pass how many executions a page holds, such as 50")?;
+        search::list(c, caller, filter, page_size, after)
+    });
+    TableIterator::new(
+        rows.into_iter()
+            .map(|e| (e.id, e.workflow_type, e.status, e.tenant_id, e.labels, e.created_at, e.finished_at, e.error)),
+    )
+}
+
+/// Executions waiting for signal `signal_name`, longest waiting first: an approval inbox.
+#[allow(clippy::type_complexity)] // the `name!` types must be spelled out: see workflow_claim
+#[pg_extern(stable, parallel_restricted)]
+fn workflow_waiting(
+    signal_name: Option<&str>,
+    max_count: default!(Option<i32>, 100),
+) -> TableIterator<
+    'static,
+    (
+        name!(execution_id, Uuid),
+        name!(workflow_type, String),
+        name!(step_key, String),
+        name!(waiting_since, TimestampWithTimeZone),
+        name!(input, JsonB),
+        name!(labels, JsonB),
+        name!(tenant_id, Option<String>),
+    ),
+> {
+    let rows = call(|c, caller| {
+        let name = required("signal_name", signal_name, "pass the signal the steps wait for, such as 'approved'")?;
+        let max_count = required("max_count", max_count, "pass how many executions at most, such as 100")?;
+        search::waiting(c, caller, name, max_count)
+    });
+    TableIterator::new(
+        rows.into_iter()
+            .map(|w| (w.execution_id, w.workflow_type, w.step_key, w.waiting_since, w.input, w.labels, w.tenant_id)),
+    )
+}
+
+/// Queue and execution gauges in the Prometheus text exposition format.
+#[pg_extern(stable, parallel_restricted)]
+fn workflow_metrics() -> String {
+    call(stats::metrics)
+}
+
+/// A picture of one execution: its steps, their status, attempts and duration, as
+/// Mermaid (`format => 'mermaid'`) or Graphviz (`'dot'`) text.
+#[pg_extern(stable, parallel_restricted)]
+fn workflow_graph(execution_id: Option<Uuid>, format: default!(Option<&str>, "'mermaid'")) -> String {
+    call(|c, caller| {
+        let id = self::execution_id(execution_id)?;
+        let format = required("format", format, "pass 'mermaid' or 'dot'")?;
+        graph::graph(c, caller, id, format)
+    })
 }

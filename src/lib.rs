@@ -33,6 +33,7 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 extension_sql_file!("schema.sql", name = "schema", requires = [workflow_uuidv7]);
+extension_sql_file!("history.sql", name = "history", requires = ["tenancy"]);
 extension_sql_file!(
     "tenancy.sql",
     name = "tenancy",

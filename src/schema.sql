@@ -60,6 +60,11 @@ CREATE INDEX workflow_execution_parent ON @extschema@.workflow_execution (parent
 CREATE INDEX workflow_execution_deadline ON @extschema@.workflow_execution (deadline)
     WHERE status OPERATOR(pg_catalog.=) 'running' AND deadline IS NOT NULL;
 CREATE INDEX workflow_execution_ready ON @extschema@.workflow_execution (ready_at) WHERE ready_at IS NOT NULL;
+-- Search (workflow_list) and metrics: by type, newest first; by labels; the open ones.
+CREATE INDEX workflow_execution_type ON @extschema@.workflow_execution (workflow_type, id);
+CREATE INDEX workflow_execution_labels ON @extschema@.workflow_execution USING gin (labels jsonb_path_ops);
+CREATE INDEX workflow_execution_open ON @extschema@.workflow_execution (workflow_type, status)
+    WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running']);
 -- Retention deletes the oldest finished executions first.
 CREATE INDEX workflow_execution_finished ON @extschema@.workflow_execution (finished_at)
     WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['completed', 'failed', 'cancelled']);
@@ -107,6 +112,9 @@ CREATE INDEX workflow_activity_claim ON @extschema@.workflow_activity (queue, pr
 CREATE INDEX workflow_activity_running ON @extschema@.workflow_activity (started_at) WHERE status OPERATOR(pg_catalog.=) 'running';
 -- Due sql steps, run by the dispatcher's runner.
 CREATE INDEX workflow_activity_sql ON @extschema@.workflow_activity (scheduled_at) WHERE kind OPERATOR(pg_catalog.=) 'sql' AND status OPERATOR(pg_catalog.=) 'scheduled';
+-- Steps waiting for a signal, by name (workflow_waiting: an approval inbox).
+CREATE INDEX workflow_activity_signal_wait ON @extschema@.workflow_activity (activity_type, created_at)
+    WHERE status OPERATOR(pg_catalog.=) 'waiting' AND kind OPERATOR(pg_catalog.=) 'signal';
 -- Sleeps and signal waits, by due time.
 CREATE INDEX workflow_activity_waiting ON @extschema@.workflow_activity (scheduled_at) WHERE status OPERATOR(pg_catalog.=) 'waiting';
 -- Schedule-to-close deadlines.

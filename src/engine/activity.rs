@@ -188,6 +188,7 @@ pub fn expire_lease(client: &mut SpiClient<'_>, id: Uuid, attempt: i32) -> Resul
     }
     let error = json!({
         "type": "Timeout",
+        "reason": "lease_expired",
         "message": format!("attempt {attempt} timed out: its lease expired before the worker completed, failed or heartbeat it"),
     });
     advance::apply_failure(client, &exec, &act, error, true)?;

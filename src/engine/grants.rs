@@ -27,8 +27,14 @@ pub enum Part {
     Worker,
 }
 
-const TABLES: &[&str] =
-    &["workflow_definition", "workflow_execution", "workflow_activity", "workflow_signal", "workflow_tenant_role"];
+const TABLES: &[&str] = &[
+    "workflow_definition",
+    "workflow_execution",
+    "workflow_activity",
+    "workflow_signal",
+    "workflow_attempt",
+    "workflow_tenant_role",
+];
 
 impl Part {
     pub fn parse(name: Option<&str>) -> Result<Part> {
@@ -58,6 +64,12 @@ impl Part {
                 "workflow_wake",
                 "workflow_current_tenant",
                 "workflow_uuidv7",
+                "workflow_queue_stats",
+                "workflow_execution_stats",
+                "workflow_list",
+                "workflow_waiting",
+                "workflow_metrics",
+                "workflow_graph",
             ]),
             Part::Starter => Some(&[
                 "workflow_start",
@@ -70,6 +82,9 @@ impl Part {
                 "workflow_current_tenant",
                 "workflow_uuidv7",
                 "workflow_find",
+                "workflow_list",
+                "workflow_waiting",
+                "workflow_graph",
                 "workflow_claim_executions",
                 "workflow_renew_execution",
                 "workflow_release_execution",
@@ -81,6 +96,8 @@ impl Part {
                 "workflow_complete_activities",
                 "workflow_fail_activity",
                 "workflow_claim_activity",
+                "workflow_queue_stats",
+                "workflow_metrics",
                 "workflow_current_tenant",
             ]),
         }
@@ -89,7 +106,7 @@ impl Part {
     fn tables(self) -> &'static [&'static str] {
         match self {
             Part::Owner | Part::Admin => TABLES,
-            Part::Starter => &["workflow_execution", "workflow_activity", "workflow_signal"],
+            Part::Starter => &["workflow_execution", "workflow_activity", "workflow_signal", "workflow_attempt"],
             Part::Worker => &[],
         }
     }

@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod execution;
 pub mod extension;
 pub mod grants;
+pub mod graph;
 pub mod limits;
 pub mod notices;
 pub mod plan;
@@ -23,8 +24,10 @@ pub mod privileges;
 pub mod replay;
 pub mod rows;
 pub mod schedule;
+pub mod search;
 pub mod signal;
 pub mod sql_step;
+pub mod stats;
 pub mod status;
 
 pub mod tenancy;

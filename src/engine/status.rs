@@ -23,7 +23,12 @@ static STATUS: Statement = Statement {
                 'attempt', a.attempt, 'max_attempts', a.max_attempts, 'output', a.output, 'error', a.error, \
                 'worker_id', a.worker_id, 'scheduled_at', a.scheduled_at, 'started_at', a.started_at, \
                 'finished_at', a.finished_at, 'lease_expires_at', a.lease_expires_at, \
-                'cancel_requested', a.cancel_requested, 'heartbeat', a.heartbeat) \
+                'cancel_requested', a.cancel_requested, 'heartbeat', a.heartbeat, \
+                'attempts', (SELECT coalesce(jsonb_agg(jsonb_build_object( \
+                    'attempt', t.attempt, 'activity_id', t.activity_id, 'worker_id', t.worker_id, \
+                    'started_at', t.started_at, 'finished_at', t.finished_at, 'outcome', t.outcome, \
+                    'error', t.error, 'heartbeat', t.heartbeat) ORDER BY t.finished_at, t.attempt), '[]'::jsonb) \
+                  FROM @extschema@.workflow_attempt t WHERE t.execution_id = e.id AND t.step_key = a.step_key)) \
                 ORDER BY a.created_at, a.step_key) \
               FROM @extschema@.workflow_activity a WHERE a.execution_id = e.id), '[]'::jsonb)) \
           FROM @extschema@.workflow_execution e WHERE e.id = $1 AND ($2::text IS NULL OR e.tenant_id = $2)",

@@ -13,7 +13,11 @@ import type {
   ErrorJson,
   ExecutionStatus,
   GrantPart,
+  ListedExecution,
+  ListFilter,
+  QueueStats,
   ScheduleOptions,
+  WaitingExecution,
   StartOptions,
   WorkflowDefinition,
 } from "./types.js";
@@ -315,6 +319,54 @@ export class WorkflowSql {
   /** workflow_current_tenant: the tenant the current role acts for; null for every tenant. */
   async currentTenant(): Promise<string | null> {
     return this.#call("workflow_current_tenant", []);
+  }
+
+  /** workflow_queue_stats: per queue, depth and the last minute's and hour's outcomes. */
+  async queueStats(): Promise<QueueStats[]> {
+    return this.#call("workflow_queue_stats", [], "rows");
+  }
+
+  /** workflow_execution_stats: per workflow type and version, counts, durations and steps since `since`. */
+  async executionStats(since?: Date): Promise<Json> {
+    return this.#call("workflow_execution_stats", [["since", since, "timestamptz"]]);
+  }
+
+  /** workflow_list: executions matching `filter`, newest first; `after` = the last id of the previous page. */
+  async list(filter: ListFilter = {}, options: { pageSize?: number; after?: string } = {}): Promise<ListedExecution[]> {
+    return this.#call(
+      "workflow_list",
+      [
+        ["filter", jsonParam("filter", filter), "jsonb"],
+        ["page_size", options.pageSize, "int"],
+        ["after", options.after, "uuid"],
+      ],
+      "rows",
+    );
+  }
+
+  /** workflow_waiting: executions waiting for a signal, longest waiting first (an approval inbox). */
+  async waiting(signalName: string, maxCount?: number): Promise<WaitingExecution[]> {
+    return this.#call(
+      "workflow_waiting",
+      [
+        ["signal_name", required("signalName", signalName), "text"],
+        ["max_count", maxCount, "int"],
+      ],
+      "rows",
+    );
+  }
+
+  /** workflow_metrics: the Prometheus text exposition format. */
+  async metrics(): Promise<string> {
+    return this.#call("workflow_metrics", []);
+  }
+
+  /** workflow_graph: Mermaid or DOT text of one execution. */
+  async graph(executionId: string, format: "mermaid" | "dot" = "mermaid"): Promise<string> {
+    return this.#call("workflow_graph", [
+      ["execution_id", required("executionId", executionId), "uuid"],
+      ["format", format, "text"],
+    ]);
   }
 
   /** workflow_uuidv7: a new time-ordered id. */

@@ -150,3 +150,48 @@ export interface ExecutionStatus {
 }
 
 export type GrantPart = "owner" | "admin" | "starter" | "worker";
+
+export interface QueueStats {
+  queue: string;
+  ready: string; // bigint columns arrive as strings from node-postgres
+  delayed: string;
+  running: string;
+  expired_leases: string;
+  oldest_ready_age: unknown;
+  completed_last_minute: string;
+  failed_last_minute: string;
+  completed_last_hour: string;
+  failed_last_hour: string;
+}
+
+export interface ListFilter {
+  workflow_type?: string;
+  status?: ExecutionState | ExecutionState[];
+  labels?: { [key: string]: Json };
+  tenant_id?: string;
+  created_after?: string;
+  created_before?: string;
+  waiting_for?: string;
+  error_type?: string;
+}
+
+export interface ListedExecution {
+  id: string;
+  workflow_type: string;
+  status: ExecutionState;
+  tenant_id: string | null;
+  labels: { [key: string]: Json };
+  created_at: Date;
+  finished_at: Date | null;
+  error: ErrorJson | null;
+}
+
+export interface WaitingExecution {
+  execution_id: string;
+  workflow_type: string;
+  step_key: string;
+  waiting_since: Date;
+  input: Json;
+  labels: { [key: string]: Json };
+  tenant_id: string | null;
+}

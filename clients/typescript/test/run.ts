@@ -3,6 +3,7 @@ import "./client.test.js";
 import "./worker.test.js";
 import "./readme.test.js";
 import "./effect.test.js";
+import "./observability.test.js";
 import { runAll } from "./harness.js";
 
 await runAll();
