@@ -3,7 +3,7 @@
 #               with pg_workflow preloaded and run a demo workflow end to end
 #   make test   install what is missing and run every test
 
-.PHONY: run run-ts test lint soak bench bench-long deps install package stop clean
+.PHONY: run run-ts dashboard test lint soak bench bench-long deps install package stop clean
 
 run: deps
 	scripts/install.sh
@@ -12,6 +12,13 @@ run: deps
 # The TypeScript example pipeline (@effect/workflow on pg_workflow) against the demo cluster.
 run-ts: deps
 	scripts/run-ts.sh
+
+# The read-only dashboard on http://127.0.0.1:8089 (DATABASE_URL: the demo cluster's
+# database postgres unless given; add DASHBOARD_FLAGS=--allow-actions for cancel/retry).
+DATABASE_URL ?= postgres://postgres@127.0.0.1:28815/postgres
+dashboard: deps
+	cd clients/typescript && node_modules/.bin/tsc -p tsconfig.json && \
+		node dist/src/dashboard/cli.js --connection "$(DATABASE_URL)" $(DASHBOARD_FLAGS)
 
 test:
 	scripts/test.sh

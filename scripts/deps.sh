@@ -6,8 +6,9 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 missing=()
 # postgresql-15-cron, postgresql-15-pgextwlist: the README's pg_cron lines and its
-# allow-list install are tested against what Debian ships.
-for pkg in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgextwlist libclang-dev build-essential pkg-config sudo; do
+# allow-list install are tested against what Debian ships; chromium (headless) loads
+# the dashboard in its test.
+for pkg in postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgextwlist libclang-dev build-essential pkg-config sudo chromium; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
