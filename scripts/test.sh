@@ -49,15 +49,18 @@ install_script="$stage$("$(scripts/pg_config.sh)" --sharedir)/extension/pg_workf
 # Upgrade scripts may CREATE OR REPLACE the extension's own functions (PS002): since
 # PostgreSQL 15 (and the 2022 minor releases before it) that fails for a function that is
 # not already a member of this extension, so nobody can plant one for it to replace.
+# PS005 is allowed for the two bulk procedures alone: a SET clause would forbid their
+# per-batch COMMITs; they run with the caller's rights and qualify every name.
 check_pgspot() {
-    local report
-    report=$(pgspot --summary-only "$@" || true)
-    echo "$report" | tail -n 1
-    if ! tail -n 1 <<<"$report" | grep -Eq "^(TOTAL:)? ?Errors: 0 Warnings: 0 Unknown: 0 ?$"; then
-        pgspot "$@" || true
+    local findings
+    findings=$(pgspot "$@" 2>&1 | grep -E '^PS[0-9]+' \
+        | grep -vE '^PS005: Function without explicit search_path: extschema\.workflow_(retry|cancel)_many\(' || true)
+    if [ -n "$findings" ]; then
+        echo "$findings"
         echo "pgspot found problems (above): qualify the names, or justify and ignore them here" >&2
         exit 1
     fi
+    echo "pgspot: no findings in $*"
 }
 check_pgspot "$install_script"
 check_pgspot --ignore PS002 sql/*.sql

@@ -13,8 +13,8 @@ use crate::engine::execution::ClientOutcome;
 use crate::engine::privileges::{current_role, AsOwner};
 use crate::engine::tenancy::{self, Caller};
 use crate::engine::{
-    activity, claim, client_driven, definitions, dispatch, execution, grants, graph, replay, search, signal, stats,
-    status,
+    activity, claim, client_driven, definitions, dispatch, execution, grants, graph, queues, replay, search, signal,
+    stats, status,
 };
 use crate::error::{OrRaise, Result, WorkflowError};
 use crate::jsonb_arg::JsonbArg;
@@ -665,4 +665,17 @@ fn workflow_graph(execution_id: Option<Uuid>, format: default!(Option<&str>, "'m
         let format = required("format", format, "pass 'mermaid' or 'dot'")?;
         graph::graph(c, caller, id, format)
     })
+}
+
+/// Pauses a queue or limits it: `{"paused": true}`, `{"max_running": 3}`, `{"rate_limit":
+/// {"count": 60, "per": "1 minute", "burst": 10}}` (absent or null: no such limit; `{}`
+/// removes them all). Returns the configuration in force.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_queue_configure(queue: Option<&str>, options: Option<JsonbArg>) -> JsonB {
+    JsonB(call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_queue_configure")?;
+        let queue = required("queue", queue, "pass a queue name such as 'default'")?;
+        let options = required_json("options", options, "pass '{}' to remove the queue's limits")?;
+        queues::configure(c, queue, options)
+    }))
 }

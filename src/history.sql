@@ -37,7 +37,7 @@ BEGIN
     INSERT INTO @extschema@.workflow_attempt (execution_id, step_key, activity_id, attempt, queue, activity_type,
                                               worker_id, started_at, finished_at, outcome, error, heartbeat)
     VALUES (NEW.execution_id, NEW.step_key, NEW.id, OLD.attempt, NEW.queue, NEW.activity_type, OLD.worker_id,
-            OLD.started_at, pg_catalog.now(),
+            OLD.started_at, pg_catalog.clock_timestamp(),
             CASE
                 WHEN NEW.status OPERATOR(pg_catalog.=) 'completed' THEN 'completed'
                 WHEN NEW.status OPERATOR(pg_catalog.=) 'cancelled' THEN 'cancelled'

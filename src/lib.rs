@@ -35,6 +35,11 @@ pub extern "C-unwind" fn _PG_init() {
 extension_sql_file!("schema.sql", name = "schema", requires = [workflow_uuidv7]);
 extension_sql_file!("history.sql", name = "history", requires = ["tenancy"]);
 extension_sql_file!(
+    "flow.sql",
+    name = "flow",
+    requires = ["tenancy", api::workflow_list, api::workflow_retry, api::workflow_cancel]
+);
+extension_sql_file!(
     "tenancy.sql",
     name = "tenancy",
     requires = ["schema", api::workflow_current_tenant, api::triggers::workflow_tenant_role_changed]
@@ -55,7 +60,7 @@ BEGIN
           AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
           AND e.extname OPERATOR(pg_catalog.=) 'pg_workflow'
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', f);
     END LOOP;
 END
 $$;

@@ -22,7 +22,7 @@ macro_rules! claim_picked {
             $picked,
             ") \
              UPDATE @extschema@.workflow_activity a \
-             SET status = 'running', attempt = a.attempt + 1, worker_id = $2, started_at = now(), \
+             SET status = 'running', attempt = a.attempt + 1, worker_id = $2, started_at = clock_timestamp(), \
                  lease_expires_at = least(now() + $4, now() + coalesce(a.start_to_close, $4), \
                                           now() + coalesce(a.heartbeat_timeout, $4), coalesce(a.expires_at, 'infinity')), \
                  heartbeat_at = NULL, heartbeat = NULL \
@@ -151,6 +151,12 @@ pub fn claim(
                 .collect::<Result<_>>()?,
         ),
     };
+    // A paused or limited queue admits fewer (its row stays locked until commit).
+    let admission = super::queues::admit(client, &queue, max_count)?;
+    let max_count = admission.as_ref().map_or(max_count, |a| a.allowed);
+    if max_count == 0 {
+        return Ok(Vec::new());
+    }
     let rows = run(
         client,
         &CLAIM,
@@ -163,5 +169,9 @@ pub fn claim(
             arg(caller.tenant.as_deref()),
         ],
     )?;
-    claimed_rows(rows)
+    let claimed = claimed_rows(rows)?;
+    if let Some(admission) = &admission {
+        super::queues::spend(client, &queue, admission, claimed.len())?;
+    }
+    Ok(claimed)
 }

@@ -33,6 +33,7 @@ const TABLES: &[&str] = &[
     "workflow_activity",
     "workflow_signal",
     "workflow_attempt",
+    "workflow_queue",
     "workflow_tenant_role",
 ];
 
@@ -70,6 +71,9 @@ impl Part {
                 "workflow_waiting",
                 "workflow_metrics",
                 "workflow_graph",
+                "workflow_queue_configure",
+                "workflow_retry_many",
+                "workflow_cancel_many",
             ]),
             Part::Starter => Some(&[
                 "workflow_start",
@@ -161,7 +165,7 @@ pub fn grant(client: &mut SpiClient<'_>, role: pg_sys::Oid, part: Part) -> Resul
     let schema = extension::schema()?;
     execute(client, format!("GRANT USAGE ON SCHEMA {schema} TO {grantee}"))?;
     for f in member_functions(client, part.functions())? {
-        execute(client, format!("GRANT EXECUTE ON FUNCTION {f} TO {grantee}"))?;
+        execute(client, format!("GRANT EXECUTE ON ROUTINE {f} TO {grantee}"))?;
     }
     for t in part.tables() {
         execute(client, format!("GRANT SELECT ON {schema}.{t} TO {grantee}"))?;
@@ -175,7 +179,7 @@ pub fn revoke(client: &mut SpiClient<'_>, role: pg_sys::Oid) -> Result<()> {
     let grantee = role_identifier(client, role)?;
     let schema = extension::schema()?;
     for f in member_functions(client, None)? {
-        execute(client, format!("REVOKE EXECUTE ON FUNCTION {f} FROM {grantee}"))?;
+        execute(client, format!("REVOKE EXECUTE ON ROUTINE {f} FROM {grantee}"))?;
     }
     for t in TABLES {
         execute(client, format!("REVOKE ALL ON {schema}.{t} FROM {grantee}"))?;

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 static STEPS: Statement = Statement {
     sql: "SELECT a.step_key, a.kind, a.status, a.attempt, a.activity_type, \
-                 (extract(epoch FROM a.finished_at - a.started_at) * 1000)::int8, \
+                 greatest((extract(epoch FROM a.finished_at - a.started_at) * 1000)::int8, 0), \
                  (SELECT c.id::text || ' ' || c.status FROM @extschema@.workflow_execution c \
                   WHERE c.parent_id = a.execution_id AND c.parent_step = a.step_key ORDER BY c.created_at DESC LIMIT 1) \
           FROM @extschema@.workflow_activity a WHERE a.execution_id = $1 ORDER BY a.created_at, a.step_key",

@@ -21,6 +21,7 @@ pub mod limits;
 pub mod notices;
 pub mod plan;
 pub mod privileges;
+pub mod queues;
 pub mod replay;
 pub mod rows;
 pub mod schedule;

@@ -1,0 +1,76 @@
+-- Flow control per queue (README: Flow control; engine/queues.rs): pause, a concurrency
+-- limit and a token-bucket rate limit. A claim on a queue with a row here locks the row;
+-- queues without one are claimed as before. Written through workflow_queue_configure.
+CREATE TABLE @extschema@.workflow_queue (
+    queue       text        PRIMARY KEY,
+    paused      boolean     NOT NULL DEFAULT false,
+    max_running int         CHECK (max_running OPERATOR(pg_catalog.>) 0),
+    rate_count  int         CHECK (rate_count OPERATOR(pg_catalog.>) 0),
+    rate_per_us int8        CHECK (rate_per_us OPERATOR(pg_catalog.>) 0),
+    burst       float8      CHECK (burst OPERATOR(pg_catalog.>) 0),
+    tokens      float8      NOT NULL DEFAULT 0,
+    refilled_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+-- Backends cache which queues have a row; adding or removing one makes them forget it
+-- (the same relcache invalidation as for tenant bindings). Updates (a claim spending
+-- tokens) change no membership and send none.
+CREATE TRIGGER workflow_queue_changed AFTER INSERT OR DELETE OR TRUNCATE
+    ON @extschema@.workflow_queue FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.workflow_tenant_role_changed();
+
+-- Failed work in bulk (README: Flow control): retry or cancel every execution a
+-- workflow_list filter finds, a batch per transaction, oldest id last (keyset pages: each
+-- execution is visited once even as its status changes). CALL them outside a transaction
+-- block: each batch commits, so a million executions never take one transaction. No SET
+-- clause (it would forbid the COMMITs): every name is qualified instead, and they run with
+-- the caller's rights (not SECURITY DEFINER), so a caller's search_path reaches nobody else.
+CREATE PROCEDURE @extschema@.workflow_retry_many(filter pg_catalog.jsonb DEFAULT '{}', batch_size pg_catalog.int4 DEFAULT 1000,
+                                                 INOUT retried pg_catalog.int8 DEFAULT 0)
+LANGUAGE plpgsql AS $$
+DECLARE
+    last pg_catalog.uuid;
+    seen pg_catalog.int4;
+    r record;
+BEGIN
+    retried := 0;
+    LOOP
+        seen := 0;
+        FOR r IN SELECT l.id, l.status FROM @extschema@.workflow_list(filter, batch_size, last) l LOOP
+            seen := seen OPERATOR(pg_catalog.+) 1;
+            last := r.id;
+            IF r.status OPERATOR(pg_catalog.=) ANY (ARRAY['failed', 'cancelled'])
+               AND @extschema@.workflow_retry(r.id) THEN
+                retried := retried OPERATOR(pg_catalog.+) 1;
+            END IF;
+        END LOOP;
+        EXIT WHEN seen OPERATOR(pg_catalog.<) batch_size;
+        COMMIT;
+    END LOOP;
+END
+$$;
+
+CREATE PROCEDURE @extschema@.workflow_cancel_many(filter pg_catalog.jsonb DEFAULT '{}',
+                                                  reason pg_catalog.text DEFAULT 'cancelled in bulk',
+                                                  batch_size pg_catalog.int4 DEFAULT 1000, INOUT cancelled pg_catalog.int8 DEFAULT 0)
+LANGUAGE plpgsql AS $$
+DECLARE
+    last pg_catalog.uuid;
+    seen pg_catalog.int4;
+    r record;
+BEGIN
+    cancelled := 0;
+    LOOP
+        seen := 0;
+        FOR r IN SELECT l.id, l.status FROM @extschema@.workflow_list(filter, batch_size, last) l LOOP
+            seen := seen OPERATOR(pg_catalog.+) 1;
+            last := r.id;
+            IF r.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running'])
+               AND @extschema@.workflow_cancel(r.id, reason) THEN
+                cancelled := cancelled OPERATOR(pg_catalog.+) 1;
+            END IF;
+        END LOOP;
+        EXIT WHEN seen OPERATOR(pg_catalog.<) batch_size;
+        COMMIT;
+    END LOOP;
+END
+$$;

@@ -1,0 +1,105 @@
+//! Flow control under concurrency (README: Flow control): 16 claimers never have more
+//! than a queue's concurrency limit running at once (read from the attempt history, whose
+//! times are taken when the claim and the completion write their rows), and a rate limit
+//! admits what its bucket allows over a window of the server's clock.
+
+use pg_workflow_client_tests::{connect, fresh_database};
+use std::time::{Duration, Instant};
+
+fn start(db: &mut postgres::Client, queue: &str, n: i64) {
+    db.batch_execute(&format!(
+        r#"SELECT workflow_define('fl_{queue}', '{{"steps": [{{"name": "a", "activity": "a", "queue": "{queue}"}}]}}');
+           SELECT count(workflow_start('fl_{queue}', jsonb_build_object('i', i))) FROM generate_series(1, {n}) i"#
+    ))
+    .unwrap();
+}
+
+#[test]
+fn sixteen_claimers_never_run_more_than_the_concurrency_limit() {
+    let url = fresh_database("pgw_flow_concurrency");
+    let mut db = connect(&url);
+    start(&mut db, "limited", 300);
+    db.batch_execute(r#"SELECT workflow_queue_configure('limited', '{"max_running": 3}')"#).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut db = connect(&url);
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    let rows = db
+                        .query("SELECT activity_id::text, attempt FROM workflow_claim('limited', $1, 2)", &[&format!("w{t}")])
+                        .unwrap();
+                    if rows.is_empty() {
+                        let left: i64 = db
+                            .query_one("SELECT count(*) FROM workflow_activity WHERE queue = 'limited' AND status <> 'completed'", &[])
+                            .unwrap()
+                            .get(0);
+                        if left == 0 || Instant::now() > deadline {
+                            return;
+                        }
+                        continue;
+                    }
+                    for row in rows {
+                        let (id, attempt): (String, i32) = (row.get(0), row.get(1));
+                        db.batch_execute("SELECT pg_sleep(0.002)").unwrap(); // the work
+                        db.execute("SELECT workflow_complete_activity($1::text::uuid, '1', $2)", &[&id, &attempt]).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // The most attempts running at one instant, from the history's intervals.
+    let (completed, most): (i64, i64) = db
+        .query_one(
+            "WITH edges AS (SELECT started_at AS at, 1 AS d FROM workflow_attempt WHERE queue = 'limited' \
+                            UNION ALL SELECT finished_at, -1 FROM workflow_attempt WHERE queue = 'limited'), \
+                  running AS (SELECT sum(d) OVER (ORDER BY at, d) AS n FROM edges) \
+             SELECT (SELECT count(*) FROM workflow_attempt WHERE queue = 'limited' AND outcome = 'completed'), \
+                    max(n)::int8 FROM running",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(completed, 300);
+    assert!(most <= 3, "{most} attempts ran at once under a limit of 3");
+    assert!(most >= 2, "16 claimers should reach the limit (most at once: {most})");
+}
+
+#[test]
+fn a_rate_limit_admits_what_its_bucket_allows() {
+    let url = fresh_database("pgw_flow_rate");
+    let mut db = connect(&url);
+    start(&mut db, "rated", 2000);
+    db.batch_execute(r#"SELECT workflow_queue_configure('rated', '{"rate_limit": {"count": 50, "per": "1 second"}}')"#)
+        .unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut db = connect(&url);
+                let end = Instant::now() + Duration::from_secs(6);
+                while Instant::now() < end {
+                    db.query("SELECT 1 FROM workflow_claim('rated', $1, 5, '1 hour')", &[&format!("r{t}")]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Claims in the first 5 seconds of the server's clock after the first one: the full
+    // bucket (50) plus 50 a second.
+    let admitted: i64 = db
+        .query_one(
+            "SELECT count(*) FROM workflow_activity WHERE queue = 'rated' AND started_at < \
+               (SELECT min(started_at) FROM workflow_activity WHERE queue = 'rated') + interval '5 seconds'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!((200..=301).contains(&admitted), "admitted {admitted} in 5 s at 50/s with a bucket of 50 (250 ± 50)");
+}

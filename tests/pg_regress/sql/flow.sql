@@ -1,0 +1,56 @@
+-- Flow control (README): pausing a queue, a concurrency limit, a rate limit, and failed
+-- work retried or cancelled in bulk.
+SELECT workflow_define('fl_job', '{"steps": [{"name": "call", "activity": "llm.call", "queue": "fl_llm",
+                                              "retry": {"max_attempts": 1}}]}') AS version;
+SELECT count(workflow_start('fl_job', jsonb_build_object('i', i))) AS started FROM generate_series(1, 12) i;
+
+-- Paused: claims get nothing, nothing is lost.
+SELECT workflow_queue_configure('fl_llm', '{"paused": true}');
+SELECT count(*) AS claimed_while_paused FROM workflow_claim('fl_llm', 'w', 10);
+SELECT count(*) AS still_scheduled FROM workflow_activity WHERE queue = 'fl_llm' AND status = 'scheduled';
+
+-- At most 2 running across all workers: claims get fewer rows rather than waiting.
+SELECT workflow_queue_configure('fl_llm', '{"max_running": 2}');
+SELECT count(*) AS first_claim FROM workflow_claim('fl_llm', 'w1', 10);
+SELECT count(*) AS second_claim FROM workflow_claim('fl_llm', 'w2', 10);
+SELECT count(*) AS completed FROM (SELECT workflow_complete_activity(id, '1', attempt)
+                                   FROM workflow_activity WHERE queue = 'fl_llm' AND status = 'running' LIMIT 1) c;
+SELECT count(*) AS after_one_finished FROM workflow_claim('fl_llm', 'w2', 10);
+
+-- A provider's rate limit: 3 claims an hour (bursts of 3), on top of the concurrency limit.
+SELECT workflow_queue_configure('fl_llm', '{"max_running": 100, "rate_limit": {"count": 3, "per": "1 hour"}}');
+SELECT count(*) AS within_the_rate FROM workflow_claim('fl_llm', 'w3', 10);
+SELECT count(*) AS over_the_rate FROM workflow_claim('fl_llm', 'w3', 10);
+-- An hour later the bucket is full again (its last refill moved back).
+UPDATE workflow_queue SET refilled_at = refilled_at - interval '1 hour' WHERE queue = 'fl_llm';
+SELECT count(*) AS an_hour_later FROM workflow_claim('fl_llm', 'w3', 10);
+SELECT queue, paused, max_running, rate_count, rate_per_us, burst FROM workflow_queue;
+
+-- {} removes the limits; other queues never had any.
+SELECT workflow_queue_configure('fl_llm', '{}');
+SELECT count(*) AS unlimited FROM workflow_claim('fl_llm', 'w4', 10);
+SELECT count(*) AS queues_configured FROM workflow_queue;
+
+-- Bad options.
+SELECT expect_error($$SELECT workflow_queue_configure('fl_llm', '{"max_running": 0}')$$);
+SELECT expect_error($$SELECT workflow_queue_configure('fl_llm', '{"rate_limit": {"count": 5}}')$$);
+SELECT expect_error($$SELECT workflow_queue_configure('fl_llm', '{"rate_limit": {"count": 5, "per": "0s"}}')$$);
+SELECT expect_error($$SELECT workflow_queue_configure('fl_llm', '{"rate_limit": 5}')$$);
+SELECT expect_error($$SELECT workflow_queue_configure('fl_llm', '{"paused": "yes"}')$$);
+SELECT expect_error($$SELECT workflow_queue_configure('fl_llm', '{"concurrency": 3}')$$);
+SELECT expect_error($$SELECT workflow_queue_configure('', '{}')$$);
+SELECT expect_error($$SELECT workflow_queue_configure(NULL, '{}')$$);
+SELECT expect_error($$SELECT workflow_queue_configure('fl_llm', NULL)$$);
+
+-- A bad deploy failed them: retry them all in bulk (batches of 5), then cancel in bulk.
+SELECT count(*) AS failed FROM (SELECT workflow_fail_activity(id, '{"type": "BadDeploy", "message": "x"}', attempt)
+                                FROM workflow_activity WHERE queue = 'fl_llm' AND status = 'running') f;
+SELECT status, count(*) FROM workflow_execution WHERE workflow_type = 'fl_job' GROUP BY 1 ORDER BY 1;
+CALL workflow_retry_many('{"workflow_type": "fl_job", "error_type": "BadDeploy"}', 5);
+SELECT status, count(*) FROM workflow_execution WHERE workflow_type = 'fl_job' GROUP BY 1 ORDER BY 1;
+CALL workflow_cancel_many('{"workflow_type": "fl_job"}', 'cleanup', 5);
+SELECT status, count(*) FROM workflow_execution WHERE workflow_type = 'fl_job' GROUP BY 1 ORDER BY 1;
+CALL workflow_retry_many('{"workflow_type": "no_such_type"}');
+
+DELETE FROM workflow_execution WHERE workflow_type = 'fl_job';
+DELETE FROM workflow_definition WHERE name = 'fl_job';
