@@ -4,6 +4,7 @@
 # then runs it again on the same cluster without the preload, and stops the cluster.
 # Results: the tables on stdout, bench/results.json and bench/results-no-preload.json.
 #   PGWORKFLOW_BENCH_SECONDS  seconds per measured run (default 8)
+#   PGWORKFLOW_BENCH_QUEUE_LIMIT=1  the queue has (never binding) limits: the cost of admission
 #   PGWORKFLOW_BENCH_LONG=N   instead: the long run of N executions (make bench-long),
 #                             with workflow.retention = '1 minute' so tables stay bounded
 set -euo pipefail
