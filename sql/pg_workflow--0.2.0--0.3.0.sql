@@ -225,3 +225,43 @@ RETURNS pg_catalog.jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME
 REVOKE ALL ON ROUTINE @extschema@.workflow_queue_configure(pg_catalog.text, pg_catalog.jsonb),
     @extschema@.workflow_retry_many(pg_catalog.jsonb, pg_catalog.int4, pg_catalog.int8),
     @extschema@.workflow_cancel_many(pg_catalog.jsonb, pg_catalog.text, pg_catalog.int4, pg_catalog.int8) FROM PUBLIC;
+
+-- Schedules (issue 15, item 1).
+-- Schedules (README: Flow control; engine/schedules.rs): one row per schedule; the
+-- dispatcher (or workflow_dispatch()) fires what is due, locking the row while it does.
+CREATE TABLE @extschema@.workflow_schedule (
+    name             text        PRIMARY KEY,
+    schedule         text        NOT NULL,
+    timezone         text        NOT NULL DEFAULT 'UTC',
+    workflow_type    text        NOT NULL,
+    input            jsonb       NOT NULL DEFAULT '{}',
+    options          jsonb       NOT NULL DEFAULT '{}',
+    overlap          text        NOT NULL DEFAULT 'skip'
+        CHECK (overlap OPERATOR(pg_catalog.=) ANY (ARRAY['skip', 'buffer_one', 'allow_all'])),
+    catch_up         text        NOT NULL DEFAULT 'latest'
+        CHECK (catch_up OPERATOR(pg_catalog.=) ANY (ARRAY['skip', 'latest'])),
+    paused           boolean     NOT NULL DEFAULT false,
+    next_fire_at     timestamptz,
+    buffered_fire_at timestamptz,
+    last_fire_at     timestamptz,
+    last_execution   uuid,
+    last_error       jsonb,
+    owner            regrole     NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE FUNCTION @extschema@.workflow_schedule_create("name" pg_catalog.text, "schedule" pg_catalog.text,
+    "workflow_type" pg_catalog.text, "input" pg_catalog.jsonb DEFAULT '{}', "options" pg_catalog.jsonb DEFAULT '{}')
+RETURNS pg_catalog.jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_schedule_create_wrapper';
+CREATE FUNCTION @extschema@.workflow_schedule_delete("name" pg_catalog.text)
+RETURNS pg_catalog.bool VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_schedule_delete_wrapper';
+CREATE FUNCTION @extschema@.workflow_schedule_pause("name" pg_catalog.text)
+RETURNS pg_catalog.bool VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_schedule_pause_wrapper';
+CREATE FUNCTION @extschema@.workflow_schedule_resume("name" pg_catalog.text)
+RETURNS pg_catalog.bool VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_schedule_resume_wrapper';
+CREATE FUNCTION @extschema@.workflow_schedule_list()
+RETURNS pg_catalog.jsonb STRICT STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_schedule_list_wrapper';
+REVOKE ALL ON ROUTINE @extschema@.workflow_schedule_create(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.jsonb, pg_catalog.jsonb),
+    @extschema@.workflow_schedule_delete(pg_catalog.text), @extschema@.workflow_schedule_pause(pg_catalog.text),
+    @extschema@.workflow_schedule_resume(pg_catalog.text), @extschema@.workflow_schedule_list() FROM PUBLIC;

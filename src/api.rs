@@ -13,8 +13,8 @@ use crate::engine::execution::ClientOutcome;
 use crate::engine::privileges::{current_role, AsOwner};
 use crate::engine::tenancy::{self, Caller};
 use crate::engine::{
-    activity, claim, client_driven, definitions, dispatch, execution, grants, graph, queues, replay, search, signal,
-    stats, status,
+    activity, claim, client_driven, cron_schedules, definitions, dispatch, execution, grants, graph, queues, replay,
+    search, signal, stats, status,
 };
 use crate::error::{OrRaise, Result, WorkflowError};
 use crate::jsonb_arg::JsonbArg;
@@ -678,4 +678,60 @@ fn workflow_queue_configure(queue: Option<&str>, options: Option<JsonbArg>) -> J
         let options = required_json("options", options, "pass '{}' to remove the queue's limits")?;
         queues::configure(c, queue, options)
     }))
+}
+
+/// Creates (or replaces) a schedule that starts `workflow_type` with `input` on `schedule`
+/// (5-field cron, `@daily`-style, or `@every 30s`). Options: `timezone` ('UTC'),
+/// `overlap` ('skip' | 'buffer_one' | 'allow_all'), `catch_up` ('latest' | 'skip'),
+/// `paused`, `start` (workflow_start's options). Returns the schedule with its next fire.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_schedule_create(
+    name: Option<&str>,
+    schedule: Option<&str>,
+    workflow_type: Option<&str>,
+    input: default!(Option<JsonbArg>, "'{}'"),
+    options: default!(Option<JsonbArg>, "'{}'"),
+) -> JsonB {
+    JsonB(call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_schedule_create")?;
+        let name = required("name", name, "pass a name for the schedule, such as 'nightly-reextract'")?;
+        let schedule = required("schedule", schedule, "pass a cron expression such as '0 2 * * *', or '@every 1h'")?;
+        let workflow_type = required("workflow_type", workflow_type, "pass the workflow the schedule starts")?;
+        let input = required_json("input", input, "pass '{}' for no input")?;
+        let options = required_json("options", options, "pass '{}' for the defaults")?;
+        cron_schedules::create(c, caller, name, schedule, workflow_type, input, options)
+    }))
+}
+
+/// Deletes a schedule; false if there was none.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_schedule_delete(name: Option<&str>) -> bool {
+    call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_schedule_delete")?;
+        cron_schedules::delete(c, required("name", name, "pass the schedule's name")?)
+    })
+}
+
+/// Pauses a schedule (no fires until resumed); false if there is none.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_schedule_pause(name: Option<&str>) -> bool {
+    call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_schedule_pause")?;
+        cron_schedules::set_paused(c, required("name", name, "pass the schedule's name")?, true)
+    })
+}
+
+/// Resumes a schedule; its missed fires follow its catch-up policy. False if there is none.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_schedule_resume(name: Option<&str>) -> bool {
+    call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_schedule_resume")?;
+        cron_schedules::set_paused(c, required("name", name, "pass the schedule's name")?, false)
+    })
+}
+
+/// Every schedule with its next fire time, last fire and last execution.
+#[pg_extern(stable, parallel_restricted)]
+fn workflow_schedule_list() -> JsonB {
+    JsonB(call(|c, _| cron_schedules::list(c)))
 }

@@ -74,3 +74,27 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Schedules (README: Flow control; engine/schedules.rs): one row per schedule; the
+-- dispatcher (or workflow_dispatch()) fires what is due, locking the row while it does.
+CREATE TABLE @extschema@.workflow_schedule (
+    name             text        PRIMARY KEY,
+    schedule         text        NOT NULL,
+    timezone         text        NOT NULL DEFAULT 'UTC',
+    workflow_type    text        NOT NULL,
+    input            jsonb       NOT NULL DEFAULT '{}',
+    options          jsonb       NOT NULL DEFAULT '{}',
+    overlap          text        NOT NULL DEFAULT 'skip'
+        CHECK (overlap OPERATOR(pg_catalog.=) ANY (ARRAY['skip', 'buffer_one', 'allow_all'])),
+    catch_up         text        NOT NULL DEFAULT 'latest'
+        CHECK (catch_up OPERATOR(pg_catalog.=) ANY (ARRAY['skip', 'latest'])),
+    paused           boolean     NOT NULL DEFAULT false,
+    next_fire_at     timestamptz,
+    buffered_fire_at timestamptz,
+    last_fire_at     timestamptz,
+    last_execution   uuid,
+    last_error       jsonb,
+    owner            regrole     NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+);

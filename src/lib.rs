@@ -97,6 +97,7 @@ mod tests {
     include!("../pgrx-tests/security.rs");
     include!("../pgrx-tests/plans.rs");
     include!("../pgrx-tests/resume.rs");
+    include!("../pgrx-tests/schedules.rs");
 }
 
 /// Required by `cargo pgrx test`.

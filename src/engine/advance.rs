@@ -296,8 +296,11 @@ pub struct NewExecution<'a> {
     pub owner: pg_sys::Oid,
 }
 
+/// A declared workflow type's newest version and its definition.
+pub type Declared = (i32, Rc<Definition>);
+
 /// The newest version of a type's definition, if it is declared.
-pub fn declared(client: &mut SpiClient<'_>, workflow_type: &str) -> Result<Option<(i32, Rc<Definition>)>> {
+pub fn declared(client: &mut SpiClient<'_>, workflow_type: &str) -> Result<Option<Declared>> {
     match definitions::current(client, workflow_type)? {
         Some((version, stamp)) => Ok(Some((version, definitions::load(client, workflow_type, version, &stamp)?))),
         None => Ok(None),
@@ -307,11 +310,7 @@ pub fn declared(client: &mut SpiClient<'_>, workflow_type: &str) -> Result<Optio
 /// Inserts the execution (or finds the one with the same key) and schedules its first
 /// steps. `declared` is the type's newest version and definition; None makes it
 /// client-driven.
-pub fn create(
-    client: &mut SpiClient<'_>,
-    new: NewExecution<'_>,
-    declared: Option<(i32, Rc<Definition>)>,
-) -> Result<Uuid> {
+pub fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>, declared: Option<Declared>) -> Result<Uuid> {
     let opts = new.opts;
     let start_at = opts.start_at.as_deref().map(|t| rows::parse_timestamptz("options.start_at", t)).transpose()?;
     let (current, definition) = match declared {

@@ -67,7 +67,12 @@ static NEXT_DUE: Statement = Statement {
               WHERE expires_at IS NOT NULL AND status IN ('scheduled', 'running')), \
             (SELECT min(scheduled_at) FROM @extschema@.workflow_activity WHERE kind = 'sql' AND status = 'scheduled'), \
             (SELECT min(deadline) FROM @extschema@.workflow_execution WHERE status = 'running' AND deadline IS NOT NULL), \
-            (SELECT min(started_at) FROM @extschema@.workflow_execution WHERE status = 'pending') \
+            (SELECT min(started_at) FROM @extschema@.workflow_execution WHERE status = 'pending'), \
+            (SELECT min(next_fire_at) FROM @extschema@.workflow_schedule WHERE NOT paused), \
+            (SELECT now() FROM @extschema@.workflow_schedule s \
+              WHERE s.buffered_fire_at IS NOT NULL AND NOT s.paused AND NOT EXISTS \
+                (SELECT FROM @extschema@.workflow_execution e \
+                 WHERE e.id = s.last_execution AND e.status IN ('pending', 'running')) LIMIT 1) \
           ) AS due) next",
     args: &[],
 };
@@ -142,5 +147,6 @@ pub fn pass(client: &mut SpiClient<'_>, max_items: i32) -> Result<i32> {
     for id in ids(client, &DUE_STARTS, max_items)? {
         moved += execution::start_pending(client, id)? as i32;
     }
+    moved += super::cron_schedules::fire_due(client, max_items)?;
     Ok(moved)
 }

@@ -7,7 +7,7 @@ use super::rows::{self, Execution, ExecutionStatus};
 use super::tenancy::{self, Caller};
 use super::{advance, arg, limits};
 use crate::error::{Result, WorkflowError};
-use crate::model::options::parse_start_options;
+use crate::model::options::{parse_start_options, StartOptions};
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
 use pgrx::Uuid;
@@ -28,8 +28,32 @@ pub fn start(
     idempotency_key: Option<&str>,
     options: Value,
 ) -> Result<Uuid> {
-    limits::check_payload("input", &input)?;
-    let mut opts = parse_start_options(&options).map_err(WorkflowError::invalid)?;
+    let (opts, definition) = checked_start(client, caller, workflow_type, &input, &options)?;
+    let new = advance::NewExecution { workflow_type, input, idempotency_key, opts, parent: None, owner: caller.role };
+    advance::create(client, new, definition)
+}
+
+/// Everything `start` refuses, without starting: a schedule is checked when it is
+/// created, not when it first fires.
+pub fn check_start(
+    client: &mut SpiClient<'_>,
+    caller: &Caller,
+    workflow_type: &str,
+    input: &Value,
+    options: &Value,
+) -> Result<()> {
+    checked_start(client, caller, workflow_type, input, options).map(|_| ())
+}
+
+fn checked_start(
+    client: &mut SpiClient<'_>,
+    caller: &Caller,
+    workflow_type: &str,
+    input: &Value,
+    options: &Value,
+) -> Result<(StartOptions, Option<advance::Declared>)> {
+    limits::check_payload("input", input)?;
+    let mut opts = parse_start_options(options).map_err(WorkflowError::invalid)?;
     opts.tenant_id = tenancy::tenant_for_start(caller, opts.tenant_id.take())?;
     if let Some(text) = &opts.start_at {
         rows::parse_timestamptz("options.start_at", text)?; // bad options first, whatever the type
@@ -51,8 +75,7 @@ pub fn start(
         }
         _ => {}
     }
-    let new = advance::NewExecution { workflow_type, input, idempotency_key, opts, parent: None, owner: caller.role };
-    advance::create(client, new, definition)
+    Ok((opts, definition))
 }
 
 /// Starts a `pending` execution whose time has come; false if it was not pending.

@@ -34,6 +34,7 @@ const TABLES: &[&str] = &[
     "workflow_signal",
     "workflow_attempt",
     "workflow_queue",
+    "workflow_schedule",
     "workflow_tenant_role",
 ];
 
@@ -74,6 +75,11 @@ impl Part {
                 "workflow_queue_configure",
                 "workflow_retry_many",
                 "workflow_cancel_many",
+                "workflow_schedule_create",
+                "workflow_schedule_delete",
+                "workflow_schedule_pause",
+                "workflow_schedule_resume",
+                "workflow_schedule_list",
             ]),
             Part::Starter => Some(&[
                 "workflow_start",

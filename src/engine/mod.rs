@@ -11,6 +11,7 @@ pub mod await_finish;
 pub mod claim;
 pub mod client_driven;
 pub mod compensation;
+pub mod cron_schedules;
 pub mod definitions;
 pub mod dispatch;
 pub mod execution;
@@ -30,6 +31,7 @@ pub mod signal;
 pub mod sql_step;
 pub mod stats;
 pub mod status;
+pub mod subtransaction;
 
 pub mod tenancy;
 

@@ -9,12 +9,15 @@ import { jsonParam, required, type Json } from "./json.js";
 import type {
   ClaimedActivity,
   ClaimedExecution,
+  CronSchedule,
+  CronScheduleOptions,
   Duration,
   ErrorJson,
   ExecutionStatus,
   GrantPart,
   ListedExecution,
   ListFilter,
+  QueueConfig,
   QueueStats,
   ScheduleOptions,
   WaitingExecution,
@@ -61,6 +64,18 @@ export class WorkflowSql {
     try {
       const result = await this.#db.query(text, given.map(([, value]) => value));
       return shape === "rows" ? result.rows : result.rows[0]?.value;
+    } catch (error) {
+      throw fromDriverError(error);
+    }
+  }
+
+  // A procedure (CALL): its INOUT result column.
+  async #procedure(fn: string, out: string, args: readonly Arg[]): Promise<unknown> {
+    const given = args.filter(([, value]) => value !== undefined);
+    const list = given.map(([name, , cast], i) => `${name} => $${i + 1}::${cast}`).join(", ");
+    try {
+      const result = await this.#db.query(`CALL ${this.#prefix}${fn}(${list})`, given.map(([, value]) => value));
+      return result.rows[0]?.[out];
     } catch (error) {
       throw fromDriverError(error);
     }
@@ -367,6 +382,76 @@ export class WorkflowSql {
       ["execution_id", required("executionId", executionId), "uuid"],
       ["format", format, "text"],
     ]);
+  }
+
+  /** workflow_queue_configure: pause a queue or limit it; the queue's settings. */
+  async queueConfigure(queue: string, config: QueueConfig): Promise<Json> {
+    return this.#call("workflow_queue_configure", [
+      ["queue", required("queue", queue), "text"],
+      ["options", jsonParam("config", config as Json), "jsonb"],
+    ]);
+  }
+
+  /**
+   * workflow_retry_many: retries every failed or cancelled execution `filter` finds, a
+   * batch per transaction; how many. Call it outside a transaction (on a pool or a client
+   * not inside BEGIN): each batch commits.
+   */
+  async retryMany(filter: ListFilter, batchSize?: number): Promise<number> {
+    return Number(
+      await this.#procedure("workflow_retry_many", "retried", [
+        ["filter", jsonParam("filter", filter as Json), "jsonb"],
+        ["batch_size", batchSize, "int"],
+      ]),
+    );
+  }
+
+  /** workflow_cancel_many: cancels every pending or running execution `filter` finds; how many. */
+  async cancelMany(filter: ListFilter, reason?: string, batchSize?: number): Promise<number> {
+    return Number(
+      await this.#procedure("workflow_cancel_many", "cancelled", [
+        ["filter", jsonParam("filter", filter as Json), "jsonb"],
+        ["reason", reason, "text"],
+        ["batch_size", batchSize, "int"],
+      ]),
+    );
+  }
+
+  /** workflow_schedule_create: creates or replaces the schedule `name`; it, with its next fire. */
+  async scheduleCreate(
+    name: string,
+    schedule: string,
+    workflowType: string,
+    input: Json = {},
+    options: CronScheduleOptions = {},
+  ): Promise<CronSchedule> {
+    return this.#call("workflow_schedule_create", [
+      ["name", required("name", name), "text"],
+      ["schedule", required("schedule", schedule), "text"],
+      ["workflow_type", required("workflowType", workflowType), "text"],
+      ["input", jsonParam("input", input), "jsonb"],
+      ["options", jsonParam("options", options as Json), "jsonb"],
+    ]);
+  }
+
+  /** workflow_schedule_delete: false if there was none. */
+  async scheduleDelete(name: string): Promise<boolean> {
+    return this.#call("workflow_schedule_delete", [["name", required("name", name), "text"]]);
+  }
+
+  /** workflow_schedule_pause: false if there is none. */
+  async schedulePause(name: string): Promise<boolean> {
+    return this.#call("workflow_schedule_pause", [["name", required("name", name), "text"]]);
+  }
+
+  /** workflow_schedule_resume: false if there is none; missed fires follow its catch-up policy. */
+  async scheduleResume(name: string): Promise<boolean> {
+    return this.#call("workflow_schedule_resume", [["name", required("name", name), "text"]]);
+  }
+
+  /** workflow_schedule_list: every schedule with its next fire time. */
+  async scheduleList(): Promise<CronSchedule[]> {
+    return this.#call("workflow_schedule_list", []);
   }
 
   /** workflow_uuidv7: a new time-ordered id. */

@@ -195,3 +195,43 @@ export interface WaitingExecution {
   labels: { [key: string]: Json };
   tenant_id: string | null;
 }
+
+/** workflow_queue_configure's options; `{}` removes every limit. */
+export interface QueueConfig {
+  paused?: boolean;
+  /** At most this many activities of the queue running across all workers. */
+  max_running?: number;
+  /** A token bucket: `count` claims per `per` ("1m", "1s"), bursts of `burst` (default `count`). */
+  rate_limit?: { count: number; per: Duration; burst?: number };
+}
+
+/** workflow_schedule_create's options. */
+export interface CronScheduleOptions {
+  /** An IANA time zone the cron fields are read in; default "UTC". */
+  timezone?: string;
+  /** While the previous fire's run is open: skip (default), buffer_one, allow_all. */
+  overlap?: "skip" | "buffer_one" | "allow_all";
+  /** After downtime: run the latest missed fire once (default) or skip them. */
+  catch_up?: "latest" | "skip";
+  paused?: boolean;
+  /** workflow_start's options for every fire. */
+  start?: StartOptions;
+}
+
+/** A schedule as workflow_schedule_list returns it. */
+export interface CronSchedule {
+  name: string;
+  schedule: string;
+  timezone: string;
+  workflow_type: string;
+  input: Json;
+  options: StartOptions;
+  overlap: "skip" | "buffer_one" | "allow_all";
+  catch_up: "latest" | "skip";
+  paused: boolean;
+  next_fire_at: string | null;
+  last_fire_at: string | null;
+  last_execution: string | null;
+  last_error: ErrorJson | null;
+  buffered_fire_at: string | null;
+}

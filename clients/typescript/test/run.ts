@@ -4,6 +4,7 @@ import "./worker.test.js";
 import "./readme.test.js";
 import "./effect.test.js";
 import "./observability.test.js";
+import "./flow.test.js";
 import "./dashboard.test.js";
 import { runAll } from "./harness.js";
 

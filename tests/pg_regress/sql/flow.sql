@@ -52,5 +52,47 @@ CALL workflow_cancel_many('{"workflow_type": "fl_job"}', 'cleanup', 5);
 SELECT status, count(*) FROM workflow_execution WHERE workflow_type = 'fl_job' GROUP BY 1 ORDER BY 1;
 CALL workflow_retry_many('{"workflow_type": "no_such_type"}');
 
+-- Schedules: the nightly re-extraction, 02:00 Berlin time. Created paused here so the
+-- dispatcher never fires it while this file runs (firing is tested in pgrx-tests and
+-- tests/client); the next fire time is shown as Berlin wall time.
+SELECT s - 'next_fire_at' AS created,
+       (s->>'next_fire_at')::timestamptz AT TIME ZONE 'Europe/Berlin' > now() AT TIME ZONE 'Europe/Berlin' AS in_the_future,
+       to_char((s->>'next_fire_at')::timestamptz AT TIME ZONE 'Europe/Berlin', 'HH24:MI') AS berlin_time
+FROM workflow_schedule_create('nightly-reextract', '0 2 * * *', 'fl_job', '{"corpus": "all"}',
+                              '{"timezone": "Europe/Berlin", "paused": true, "start": {"labels": {"job": "reextract"}}}') s;
+-- Creating it again replaces it (this is how a schedule is updated).
+SELECT s->>'schedule' AS schedule, s->>'overlap' AS overlap, s->>'catch_up' AS catch_up, s->'paused' AS paused
+FROM workflow_schedule_create('nightly-reextract', '@every 90s', 'fl_job', '{}',
+                              '{"paused": true, "overlap": "buffer_one", "catch_up": "skip"}') s;
+SELECT workflow_schedule_create('hourly', '@hourly', 'fl_job', '{}', '{"paused": true}') ? 'next_fire_at' AS has_next_fire;
+SELECT jsonb_array_length(workflow_schedule_list()) AS schedules,
+       jsonb_path_query_array(workflow_schedule_list(), '$[*].name') AS names;
+SELECT workflow_schedule_resume('hourly') AS resumed, workflow_schedule_pause('hourly') AS paused_again,
+       workflow_schedule_pause('no-such-schedule') AS unknown;
+SELECT workflow_schedule_delete('hourly') AS deleted, workflow_schedule_delete('hourly') AS deleted_twice;
+
+-- Bad schedules: each names the field and what to write.
+SELECT expect_error($$SELECT workflow_schedule_create('x', '0 2 * *', 'fl_job')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '61 * * * *', 'fl_job')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '0 0 30 2 *', 'fl_job')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '@every 0s', 'fl_job')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '@fortnightly', 'fl_job')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '0 2 * * *', 'fl_job', '{}', '{"timezone": "Mars/Olympus"}')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '0 2 * * *', 'fl_job', '{}', '{"overlap": "queue"}')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '0 2 * * *', 'fl_job', '{}', '{"catch_up": "all"}')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '0 2 * * *', 'fl_job', '{}', '{"every": "1h"}')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '0 2 * * *', 'fl_job', '{}', '{"start": 5}')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('', '0 2 * * *', 'fl_job')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', NULL, 'fl_job')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '0 2 * * *', NULL)$$);
+SELECT expect_error($$SELECT workflow_schedule_delete(NULL)$$);
+SELECT count(*) AS none_created FROM workflow_schedule WHERE name = 'x';
+SELECT workflow_schedule_delete('nightly-reextract') AS cleaned_up;
+-- What would make every fire fail is refused when the schedule is created.
+SELECT expect_error($$SELECT workflow_schedule_create('x', '@hourly', 'no_such_type')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '@hourly', 'fl_job', '{}', '{"start": {"priority": "high"}}')$$);
+SELECT expect_error($$SELECT workflow_schedule_create('x', '@hourly', 'fl_job', '{}', '{"start": {"labels": 7}}')$$);
+SELECT count(*) AS still_none FROM workflow_schedule WHERE name = 'x';
+
 DELETE FROM workflow_execution WHERE workflow_type = 'fl_job';
 DELETE FROM workflow_definition WHERE name = 'fl_job';
