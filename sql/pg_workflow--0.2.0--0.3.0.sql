@@ -177,6 +177,11 @@ DECLARE
     seen pg_catalog.int4;
     r record;
 BEGIN
+    IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 OR batch_size OPERATOR(pg_catalog.>) 1000 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('batch_size must be from 1 to 1000, got %s', batch_size),
+            HINT = 'a batch is one transaction; leave it out for 1000';
+    END IF;
     retried := 0;
     LOOP
         seen := 0;
@@ -203,6 +208,11 @@ DECLARE
     seen pg_catalog.int4;
     r record;
 BEGIN
+    IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 OR batch_size OPERATOR(pg_catalog.>) 1000 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('batch_size must be from 1 to 1000, got %s', batch_size),
+            HINT = 'a batch is one transaction; leave it out for 1000';
+    END IF;
     cancelled := 0;
     LOOP
         seen := 0;
@@ -265,3 +275,22 @@ RETURNS pg_catalog.jsonb STRICT STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE
 REVOKE ALL ON ROUTINE @extschema@.workflow_schedule_create(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.jsonb, pg_catalog.jsonb),
     @extschema@.workflow_schedule_delete(pg_catalog.text), @extschema@.workflow_schedule_pause(pg_catalog.text),
     @extschema@.workflow_schedule_resume(pg_catalog.text), @extschema@.workflow_schedule_list() FROM PUBLIC;
+
+-- Concurrency keys and paused workflow types (issue 15, items 3 and 4).
+ALTER TABLE @extschema@.workflow_execution ADD COLUMN concurrency_key text;
+-- Concurrency keys (engine/admission.rs): a key's running executions, and its queue of
+-- waiting ones in start order. Only executions of types with a limit have an entry.
+CREATE INDEX workflow_execution_concurrency ON @extschema@.workflow_execution (workflow_type, concurrency_key, status, id)
+    WHERE concurrency_key IS NOT NULL AND status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running']);
+-- Paused workflow types (README: Flow control; engine/admission.rs): their starts are
+-- accepted and wait until the type is resumed.
+CREATE TABLE @extschema@.workflow_paused_type (
+    workflow_type text        PRIMARY KEY,
+    paused_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE FUNCTION @extschema@.workflow_type_pause("workflow_type" pg_catalog.text)
+RETURNS pg_catalog.bool VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_type_pause_wrapper';
+CREATE FUNCTION @extschema@.workflow_type_resume("workflow_type" pg_catalog.text)
+RETURNS pg_catalog.bool VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_type_resume_wrapper';
+REVOKE ALL ON ROUTINE @extschema@.workflow_type_pause(pg_catalog.text), @extschema@.workflow_type_resume(pg_catalog.text)
+    FROM PUBLIC;

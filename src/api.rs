@@ -13,8 +13,8 @@ use crate::engine::execution::ClientOutcome;
 use crate::engine::privileges::{current_role, AsOwner};
 use crate::engine::tenancy::{self, Caller};
 use crate::engine::{
-    activity, claim, client_driven, cron_schedules, definitions, dispatch, execution, grants, graph, queues, replay,
-    search, signal, stats, status,
+    activity, admission, claim, client_driven, cron_schedules, definitions, dispatch, execution, grants, graph, queues,
+    replay, search, signal, stats, status,
 };
 use crate::error::{OrRaise, Result, WorkflowError};
 use crate::jsonb_arg::JsonbArg;
@@ -678,6 +678,27 @@ fn workflow_queue_configure(queue: Option<&str>, options: Option<JsonbArg>) -> J
         let options = required_json("options", options, "pass '{}' to remove the queue's limits")?;
         queues::configure(c, queue, options)
     }))
+}
+
+/// Pauses a workflow type: its starts are accepted and wait (`pending`) until it is
+/// resumed; running executions go on. False if it was paused already.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_type_pause(workflow_type: Option<&str>) -> bool {
+    call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_type_pause")?;
+        let workflow_type = definitions::check_type_name("workflow_type", workflow_type)?;
+        admission::pause_type(c, &workflow_type)
+    })
+}
+
+/// Resumes a paused workflow type: what waited starts, oldest first. False if it was not paused.
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_type_resume(workflow_type: Option<&str>) -> bool {
+    call(|c, caller| {
+        tenancy::require_unbound(caller, "workflow_type_resume")?;
+        let workflow_type = definitions::check_type_name("workflow_type", workflow_type)?;
+        admission::resume_type(c, &workflow_type)
+    })
 }
 
 /// Creates (or replaces) a schedule that starts `workflow_type` with `input` on `schedule`

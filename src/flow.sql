@@ -32,6 +32,11 @@ DECLARE
     seen pg_catalog.int4;
     r record;
 BEGIN
+    IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 OR batch_size OPERATOR(pg_catalog.>) 1000 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('batch_size must be from 1 to 1000, got %s', batch_size),
+            HINT = 'a batch is one transaction; leave it out for 1000';
+    END IF;
     retried := 0;
     LOOP
         seen := 0;
@@ -58,6 +63,11 @@ DECLARE
     seen pg_catalog.int4;
     r record;
 BEGIN
+    IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 OR batch_size OPERATOR(pg_catalog.>) 1000 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('batch_size must be from 1 to 1000, got %s', batch_size),
+            HINT = 'a batch is one transaction; leave it out for 1000';
+    END IF;
     cancelled := 0;
     LOOP
         seen := 0;
@@ -97,4 +107,11 @@ CREATE TABLE @extschema@.workflow_schedule (
     owner            regrole     NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- Paused workflow types (README: Flow control; engine/admission.rs): their starts are
+-- accepted and wait until the type is resumed.
+CREATE TABLE @extschema@.workflow_paused_type (
+    workflow_type text        PRIMARY KEY,
+    paused_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
 );

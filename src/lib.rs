@@ -98,6 +98,7 @@ mod tests {
     include!("../pgrx-tests/plans.rs");
     include!("../pgrx-tests/resume.rs");
     include!("../pgrx-tests/schedules.rs");
+    include!("../pgrx-tests/admission.rs");
 }
 
 /// Required by `cargo pgrx test`.

@@ -45,7 +45,9 @@ CREATE TABLE @extschema@.workflow_execution (
     replay_lease_expires_at timestamptz,
     replay_token       int         NOT NULL DEFAULT 0,
     -- saga: NULL when nothing needs compensating
-    compensation       text        CHECK (compensation OPERATOR(pg_catalog.=) ANY (ARRAY['running', 'completed', 'failed']))
+    compensation       text        CHECK (compensation OPERATOR(pg_catalog.=) ANY (ARRAY['running', 'completed', 'failed'])),
+    -- the key of its type's concurrency limit (README: Flow control); NULL without one
+    concurrency_key    text
 ) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02,
         autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_limit = 2000);
 
@@ -65,6 +67,10 @@ CREATE INDEX workflow_execution_type ON @extschema@.workflow_execution (workflow
 CREATE INDEX workflow_execution_labels ON @extschema@.workflow_execution USING gin (labels jsonb_path_ops);
 CREATE INDEX workflow_execution_open ON @extschema@.workflow_execution (workflow_type, status)
     WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running']);
+-- Concurrency keys (engine/admission.rs): a key's running executions, and its queue of
+-- waiting ones in start order. Only executions of types with a limit have an entry.
+CREATE INDEX workflow_execution_concurrency ON @extschema@.workflow_execution (workflow_type, concurrency_key, status, id)
+    WHERE concurrency_key IS NOT NULL AND status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running']);
 -- Retention deletes the oldest finished executions first.
 CREATE INDEX workflow_execution_finished ON @extschema@.workflow_execution (finished_at)
     WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['completed', 'failed', 'cancelled']);

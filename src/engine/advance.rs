@@ -2,6 +2,7 @@
 //! done, move maps along, and complete the execution when every step is done.
 //! For a client-driven execution, progress means telling the client: it is marked ready.
 
+use super::admission::{self, Admission};
 use super::plan::{run, Statement};
 use super::rows::{self, ActivityStatus, Execution, ExecutionStatus, LockedActivity};
 use super::schedule::{self, Scheduled};
@@ -30,7 +31,7 @@ static COMPLETE: Statement = Statement {
             output = (SELECT coalesce(jsonb_object_agg(step_key, output), '{}'::jsonb) \
                       FROM @extschema@.workflow_activity WHERE execution_id = $1 AND step_key = ANY($2)) \
           WHERE id = $1 AND status = 'running' \
-          RETURNING parent_id IS NOT NULL",
+          RETURNING parent_id IS NOT NULL, concurrency_key",
     args: &[UUIDOID, TEXTARRAYOID],
 };
 static MARK_READY: Statement = Statement {
@@ -167,6 +168,9 @@ fn finish(client: &mut SpiClient<'_>, exec: &Execution, def: &Definition) -> Res
         return Ok(()); // no longer running
     };
     crate::wake::execution_finished(&exec.id);
+    if let Some(key) = row.get::<String>(2)? {
+        admission::released(client, &exec.workflow_type, &key)?;
+    }
     if row.get::<bool>(1)?.unwrap_or(true) {
         notify_parent(client, exec.id)?;
     }
@@ -178,10 +182,10 @@ static INSERT_EXECUTION: Statement = Statement {
     sql: "WITH t AS (SELECT coalesce($9, now() + $10::float8 * interval '1 microsecond') AS start_at) \
           INSERT INTO @extschema@.workflow_execution \
             (id, workflow_type, definition_version, idempotency_key, status, input, queue, priority, labels, \
-             tenant_id, started_at, deadline, parent_id, parent_step, owner) \
-          SELECT $1, $2, $3, $4, CASE WHEN t.start_at > now() THEN 'pending' ELSE 'running' END, $5, $6, $7, $8, \
-                 $11, greatest(t.start_at, now()), \
-                 greatest(t.start_at, now()) + $12::float8 * interval '1 microsecond', $13, $14, $15::oid::regrole \
+             tenant_id, started_at, deadline, parent_id, parent_step, owner, concurrency_key) \
+          SELECT $1, $2, $3, $4, CASE WHEN t.start_at > now() OR $16 <> 'run' THEN 'pending' ELSE 'running' END, \
+                 $5, $6, $7, $8, $11, CASE WHEN $16 <> 'wait' THEN greatest(t.start_at, now()) END, \
+                 greatest(t.start_at, now()) + $12::float8 * interval '1 microsecond', $13, $14, $15::oid::regrole, $17 \
           FROM t \
           ON CONFLICT (workflow_type, idempotency_key, (coalesce(tenant_id, ''))) WHERE idempotency_key IS NOT NULL \
           DO NOTHING \
@@ -202,6 +206,8 @@ static INSERT_EXECUTION: Statement = Statement {
         UUIDOID,
         TEXTOID,
         OIDOID,
+        TEXTOID,
+        TEXTOID,
     ],
 };
 
@@ -219,7 +225,8 @@ static PARENT_DEFAULTS: Statement = Statement {
 static CLOSE: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_execution SET status = $2, error = $3, output = coalesce($4, output), \
             finished_at = now(), ready_at = NULL, replay_worker = NULL, replay_lease_expires_at = NULL \
-          WHERE id = $1",
+          WHERE id = $1 \
+          RETURNING workflow_type, concurrency_key",
     args: &[UUIDOID, TEXTOID, JSONBOID, JSONBOID],
 };
 
@@ -282,6 +289,16 @@ static REOPEN: Statement = Statement {
           SET status = 'running', error = NULL, output = NULL, finished_at = NULL, compensation = NULL, \
               deadline = CASE WHEN deadline < now() THEN now() + (deadline - started_at) ELSE deadline END, \
               ready_at = CASE WHEN definition_version IS NULL THEN now() END \
+          WHERE id = $1 \
+          RETURNING concurrency_key",
+    args: &[UUIDOID],
+};
+
+// A retried execution that may not run yet: pending, due now, so the dispatcher admits
+// it in order (its timeout counted from the start to come).
+static REOPEN_PENDING: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_execution \
+          SET status = 'pending', deadline = now() + (deadline - started_at), started_at = now() \
           WHERE id = $1",
     args: &[UUIDOID],
 };
@@ -296,13 +313,22 @@ pub struct NewExecution<'a> {
     pub owner: pg_sys::Oid,
 }
 
-/// A declared workflow type's newest version and its definition.
-pub type Declared = (i32, Rc<Definition>);
+/// A declared workflow type: its newest version and definition, and whether the type is
+/// paused (`workflow_type_pause`).
+pub struct Declared {
+    pub version: i32,
+    pub definition: Rc<Definition>,
+    pub paused: bool,
+}
 
 /// The newest version of a type's definition, if it is declared.
 pub fn declared(client: &mut SpiClient<'_>, workflow_type: &str) -> Result<Option<Declared>> {
     match definitions::current(client, workflow_type)? {
-        Some((version, stamp)) => Ok(Some((version, definitions::load(client, workflow_type, version, &stamp)?))),
+        Some((version, stamp, paused)) => Ok(Some(Declared {
+            version,
+            definition: definitions::load(client, workflow_type, version, &stamp)?,
+            paused,
+        })),
         None => Ok(None),
     }
 }
@@ -313,12 +339,23 @@ pub fn declared(client: &mut SpiClient<'_>, workflow_type: &str) -> Result<Optio
 pub fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>, declared: Option<Declared>) -> Result<Uuid> {
     let opts = new.opts;
     let start_at = opts.start_at.as_deref().map(|t| rows::parse_timestamptz("options.start_at", t)).transpose()?;
-    let (current, definition) = match declared {
-        Some((version, definition)) => (Some(version), Some(definition)),
-        None => (None, None),
+    let (current, definition, paused) = match declared {
+        Some(d) => (Some(d.version), Some(d.definition), d.paused),
+        None => (None, None, false),
     };
     let timeout = opts.timeout.or_else(|| definition.as_ref().and_then(|d| d.timeout));
     let id = super::new_id();
+    // A concurrency key or a paused type may make it wait; a delayed start is decided
+    // when it comes due (execution::start_pending).
+    let key = admission::key_of(definition.as_deref(), &new.input, opts.tenant_id.as_deref())?;
+    let limit = key.as_deref().zip(definition.as_ref().and_then(|d| d.concurrency.as_ref()).map(|c| c.max_running));
+    let admitted = if limit.is_none() && !paused {
+        Admission::Run
+    } else if start_at.is_some() || opts.delay.unwrap_or(0) > 0 {
+        Admission::Defer
+    } else {
+        admission::admit(client, id, new.workflow_type, limit, paused)?
+    };
     let inserted = run(
         client,
         &INSERT_EXECUTION,
@@ -338,6 +375,8 @@ pub fn create(client: &mut SpiClient<'_>, new: NewExecution<'_>, declared: Optio
             arg(new.parent.map(|p| p.0)),
             arg(new.parent.map(|p| p.1)),
             arg(new.owner),
+            arg(admitted.as_str()),
+            arg(key.as_deref()),
         ],
     )?;
     let status: Option<String> = match inserted.into_iter().next() {
@@ -427,7 +466,7 @@ pub fn start_child(
             )))
         }
         (true, None) => None,
-        (false, Some(definition)) => Some(definition),
+        (false, Some(declared)) => Some(declared),
         (false, None) => {
             return Ok(Child::Undefined(json!({
                 "type": "UndefinedWorkflow",
@@ -493,7 +532,13 @@ fn end(
     error: Option<Value>,
     output: Option<Value>,
 ) -> Result<()> {
-    run(client, &CLOSE, &[arg(id), arg(status.as_str()), arg(error.map(JsonB)), arg(output.map(JsonB))])?;
+    let closed =
+        run(client, &CLOSE, &[arg(id), arg(status.as_str()), arg(error.map(JsonB)), arg(output.map(JsonB))])?.next();
+    if let Some(row) = closed {
+        if let (Some(workflow_type), Some(key)) = (row.get::<String>(1)?, row.get::<String>(2)?) {
+            admission::released(client, &workflow_type, &key)?;
+        }
+    }
     run(client, &CANCEL_OPEN_STEPS, &[arg(id)])?;
     crate::wake::execution_finished(&id);
     Ok(())
@@ -549,7 +594,21 @@ pub fn retry_locked(client: &mut SpiClient<'_>, exec: Execution) -> Result<bool>
     let again = exec.definition.as_ref().map(|d| d.downstream(&undone)).unwrap_or_default();
     run(client, &DETACH_UNDONE_CHILDREN, &[arg(exec.id), arg(again.clone())])?;
     run(client, &FORGET_UNFINISHED, &[arg(exec.id), arg(again)])?;
-    run(client, &REOPEN, &[arg(exec.id)])?;
+    let key = run(client, &REOPEN, &[arg(exec.id)])?.next().and_then(|r| r.get::<String>(1).ok().flatten());
+    // Under a concurrency key or a paused type, the retried execution may have to wait.
+    if let Some(declared) = declared(client, &exec.workflow_type)? {
+        let limit = key.as_deref().zip(declared.definition.concurrency.as_ref().map(|c| c.max_running));
+        if limit.is_some() || declared.paused {
+            match admission::admit(client, exec.id, &exec.workflow_type, limit, declared.paused)? {
+                Admission::Run => {}
+                Admission::Wait | Admission::Defer => {
+                    run(client, &REOPEN_PENDING, &[arg(exec.id)])?;
+                    crate::wake::wake_at_commit();
+                    return Ok(true);
+                }
+            }
+        }
+    }
     let exec = Execution { status: ExecutionStatus::Running, ..exec };
     advance(client, &exec)?;
     Ok(true)

@@ -33,8 +33,10 @@ static INSERT: Statement = Statement {
     args: &[TEXTOID, INT4OID, JSONBOID, OIDOID],
 };
 static CURRENT: Statement = Statement {
-    sql: "SELECT version, xmin::text FROM @extschema@.workflow_definition \
-          WHERE name = $1 ORDER BY version DESC LIMIT 1",
+    sql: "SELECT d.version, d.xmin::text, \
+                 EXISTS (SELECT FROM @extschema@.workflow_paused_type p WHERE p.workflow_type = $1) \
+          FROM @extschema@.workflow_definition d \
+          WHERE d.name = $1 ORDER BY d.version DESC LIMIT 1",
     args: &[TEXTOID],
 };
 static LOAD: Statement = Statement {
@@ -68,6 +70,10 @@ pub fn check_type_name(field: &str, name: Option<&str>) -> Result<String> {
 fn check_supported(def: &Definition) -> Result<()> {
     for step in &def.steps {
         let unsupported = match (&step.kind, &step.map) {
+            _ if step.concurrency.is_some() => Some(
+                "a concurrency_key on a step (declare it on the workflow, or limit the step's queue with \
+                 workflow_queue_configure)",
+            ),
             (StepKind::Task { .. }, _) | (_, None) => None,
             (_, Some(_)) => Some("map over a non-activity step"),
         };
@@ -101,11 +107,16 @@ pub fn define(client: &mut SpiClient<'_>, owner: pgrx::pg_sys::Oid, name: &str, 
     Ok(version + 1)
 }
 
-/// The newest version of a type and its cache stamp, or None for a client-driven type.
-pub fn current(client: &mut SpiClient<'_>, name: &str) -> Result<Option<(i32, String)>> {
+/// The newest version of a type, its cache stamp, and whether the type is paused; None
+/// for a client-driven type.
+pub fn current(client: &mut SpiClient<'_>, name: &str) -> Result<Option<(i32, String, bool)>> {
     let rows = run(client, &CURRENT, &[arg(name)])?;
     match rows.into_iter().next() {
-        Some(row) => Ok(Some((row.get::<i32>(1)?.unwrap_or(0), row.get::<String>(2)?.unwrap_or_default()))),
+        Some(row) => Ok(Some((
+            row.get::<i32>(1)?.unwrap_or(0),
+            row.get::<String>(2)?.unwrap_or_default(),
+            row.get::<bool>(3)?.unwrap_or(false),
+        ))),
         None => Ok(None),
     }
 }

@@ -2,6 +2,7 @@
 //! cancel, cascading to children and starting compensation), resume, and telling a
 //! parent that its child finished.
 
+use super::admission::{self, Admission};
 use super::plan::{run, Statement};
 use super::rows::{self, Execution, ExecutionStatus};
 use super::tenancy::{self, Caller};
@@ -13,11 +14,17 @@ use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 use serde_json::{json, Value};
 
+// Its timeout counts from now: a delayed start's from its start time, a start that
+// waited (engine/admission.rs) from when it was made due.
 static START_PENDING: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_execution SET status = 'running', started_at = now() \
+    sql: "UPDATE @extschema@.workflow_execution \
+          SET status = 'running', deadline = now() + (deadline - started_at), started_at = now() \
           WHERE id = $1 AND status = 'pending'",
     args: &[UUIDOID],
 };
+
+static CONCURRENCY_KEY: Statement =
+    Statement { sql: "SELECT concurrency_key FROM @extschema@.workflow_execution WHERE id = $1", args: &[UUIDOID] };
 
 /// `workflow_start`; `workflow_type` was checked by the API (`check_type_name`).
 pub fn start(
@@ -83,6 +90,22 @@ pub fn start_pending(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
     let exec = rows::lock_execution(client, id, None)?;
     if exec.status != ExecutionStatus::Pending {
         return Ok(false);
+    }
+    // Its type's concurrency key or a pause may still hold it back.
+    if let Some(declared) = advance::declared(client, &exec.workflow_type)? {
+        let key: Option<String> =
+            run(client, &CONCURRENCY_KEY, &[arg(id)])?.next().and_then(|r| r.get(1).ok().flatten());
+        let limit = key.as_deref().zip(declared.definition.concurrency.as_ref().map(|c| c.max_running));
+        if limit.is_some() || declared.paused {
+            match admission::admit(client, id, &exec.workflow_type, limit, declared.paused)? {
+                Admission::Run => {}
+                Admission::Wait => {
+                    admission::wait_again(client, id)?;
+                    return Ok(false);
+                }
+                Admission::Defer => return Ok(false),
+            }
+        }
     }
     run(client, &START_PENDING, &[arg(id)])?;
     let exec = Execution { status: ExecutionStatus::Running, ..exec };

@@ -35,6 +35,7 @@ const TABLES: &[&str] = &[
     "workflow_attempt",
     "workflow_queue",
     "workflow_schedule",
+    "workflow_paused_type",
     "workflow_tenant_role",
 ];
 
@@ -80,6 +81,8 @@ impl Part {
                 "workflow_schedule_pause",
                 "workflow_schedule_resume",
                 "workflow_schedule_list",
+                "workflow_type_pause",
+                "workflow_type_resume",
             ]),
             Part::Starter => Some(&[
                 "workflow_start",

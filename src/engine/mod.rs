@@ -6,6 +6,7 @@
 //! lock only activity rows (SKIP LOCKED), so they never wait on a transition.
 
 pub mod activity;
+pub mod admission;
 pub mod advance;
 pub mod await_finish;
 pub mod claim;

@@ -85,8 +85,12 @@ pub fn explain_generic(client: &mut SpiClient<'_>, stmt: &'static Statement) -> 
 ///   (right after an ANALYZE of a new database) would otherwise hash-join a sequential
 ///   scan of every activity into each claim for as long as it is kept. With these off
 ///   the plan does not depend on how large the tables looked when it was made.
+/// - No JIT. A scan of a small table without an index (the schedules, the queue
+///   configurations) costs as much as a disabled plan node, far above `jit_above_cost`:
+///   the dispatcher's pass spent a quarter of a second compiling one each time.
 struct EngineSettings {
     plan_cache_mode: i32,
+    jit_enabled: bool,
     enable_seqscan: bool,
     enable_hashjoin: bool,
     enable_mergejoin: bool,
@@ -97,11 +101,13 @@ impl EngineSettings {
         unsafe {
             let saved = EngineSettings {
                 plan_cache_mode: pg_sys::plan_cache_mode,
+                jit_enabled: pg_sys::jit_enabled,
                 enable_seqscan: pg_sys::enable_seqscan,
                 enable_hashjoin: pg_sys::enable_hashjoin,
                 enable_mergejoin: pg_sys::enable_mergejoin,
             };
             pg_sys::plan_cache_mode = pg_sys::PlanCacheMode::PLAN_CACHE_MODE_FORCE_GENERIC_PLAN as i32;
+            pg_sys::jit_enabled = false;
             pg_sys::enable_seqscan = false;
             pg_sys::enable_hashjoin = false;
             pg_sys::enable_mergejoin = false;
@@ -114,6 +120,7 @@ impl Drop for EngineSettings {
     fn drop(&mut self) {
         unsafe {
             pg_sys::plan_cache_mode = self.plan_cache_mode;
+            pg_sys::jit_enabled = self.jit_enabled;
             pg_sys::enable_seqscan = self.enable_seqscan;
             pg_sys::enable_hashjoin = self.enable_hashjoin;
             pg_sys::enable_mergejoin = self.enable_mergejoin;

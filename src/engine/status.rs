@@ -18,19 +18,41 @@ static STATUS: Statement = Statement {
             'tenant_id', e.tenant_id, 'parent_id', e.parent_id, 'parent_step', e.parent_step, \
             'created_at', e.created_at, 'started_at', e.started_at, 'finished_at', e.finished_at, \
             'deadline', e.deadline, 'ready_at', e.ready_at, 'compensation', e.compensation, \
+            'concurrency_key', e.concurrency_key, \
+            'waiting_for', CASE WHEN e.status <> 'pending' THEN NULL \
+                WHEN e.started_at IS NOT NULL THEN 'start_time' \
+                WHEN EXISTS (SELECT FROM @extschema@.workflow_paused_type p WHERE p.workflow_type = e.workflow_type) \
+                    THEN 'paused_workflow_type' \
+                ELSE 'concurrency_key' END, \
             'steps', coalesce((SELECT jsonb_agg(jsonb_build_object( \
                 'step_key', a.step_key, 'kind', a.kind, 'activity_type', a.activity_type, 'status', a.status, \
                 'attempt', a.attempt, 'max_attempts', a.max_attempts, 'output', a.output, 'error', a.error, \
                 'worker_id', a.worker_id, 'scheduled_at', a.scheduled_at, 'started_at', a.started_at, \
                 'finished_at', a.finished_at, 'lease_expires_at', a.lease_expires_at, \
                 'cancel_requested', a.cancel_requested, 'heartbeat', a.heartbeat, \
+                'waiting_for', CASE \
+                    WHEN q.queue IS NULL THEN NULL \
+                    WHEN q.paused THEN jsonb_build_object('reason', 'queue_paused', 'queue', q.queue) \
+                    WHEN q.max_running <= (SELECT count(*) FROM (SELECT FROM @extschema@.workflow_activity r \
+                            WHERE r.queue = q.queue AND r.status = 'running' AND r.kind = 'task' LIMIT q.max_running) n) \
+                        THEN jsonb_build_object('reason', 'queue_concurrency_limit', 'queue', q.queue, \
+                                                'max_running', q.max_running) \
+                    WHEN least(q.tokens + extract(epoch FROM now() - q.refilled_at) * 1000000 * q.rate_count \
+                               / q.rate_per_us, q.burst) < 1 \
+                        THEN jsonb_build_object('reason', 'queue_rate_limit', 'queue', q.queue, \
+                            'next_claim_at', q.refilled_at + (1 - q.tokens) * q.rate_per_us / q.rate_count \
+                                             * interval '1 microsecond') \
+                    END, \
                 'attempts', (SELECT coalesce(jsonb_agg(jsonb_build_object( \
                     'attempt', t.attempt, 'activity_id', t.activity_id, 'worker_id', t.worker_id, \
                     'started_at', t.started_at, 'finished_at', t.finished_at, 'outcome', t.outcome, \
                     'error', t.error, 'heartbeat', t.heartbeat) ORDER BY t.finished_at, t.attempt), '[]'::jsonb) \
                   FROM @extschema@.workflow_attempt t WHERE t.execution_id = e.id AND t.step_key = a.step_key)) \
                 ORDER BY a.created_at, a.step_key) \
-              FROM @extschema@.workflow_activity a WHERE a.execution_id = e.id), '[]'::jsonb)) \
+              FROM @extschema@.workflow_activity a \
+              LEFT JOIN @extschema@.workflow_queue q \
+                ON q.queue = a.queue AND a.status = 'scheduled' AND a.kind = 'task' AND a.scheduled_at <= now() \
+              WHERE a.execution_id = e.id), '[]'::jsonb)) \
           FROM @extschema@.workflow_execution e WHERE e.id = $1 AND ($2::text IS NULL OR e.tenant_id = $2)",
     args: &[UUIDOID, TEXTOID],
 };

@@ -4,6 +4,7 @@
 //! Validation is strict (unknown fields are errors) so that a typo such as `depend_on`
 //! is caught when the workflow is defined, not when an execution silently never runs.
 
+use super::concurrency::{self, ConcurrencyLimit};
 use super::interval::{self, json_kind, Micros};
 use super::retry::RetryPolicy;
 use serde_json::{Map, Value};
@@ -34,9 +35,11 @@ const STEP_FIELDS: &[&str] = &[
     "timeout",
     "heartbeat_timeout",
     "schedule_to_close",
+    "concurrency_key",
+    "max_running",
     "description",
 ];
-const TOP_FIELDS: &[&str] = &["steps", "compensate", "timeout", "description"];
+const TOP_FIELDS: &[&str] = &["steps", "compensate", "timeout", "concurrency_key", "max_running", "description"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sleep {
@@ -96,6 +99,8 @@ pub struct Step {
     pub timeout: Option<Micros>,
     pub heartbeat_timeout: Option<Micros>,
     pub schedule_to_close: Option<Micros>,
+    /// At most so many activities of this step's type with the same key at once.
+    pub concurrency: Option<ConcurrencyLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +110,8 @@ pub struct Definition {
     /// step name -> its compensating activity (saga).
     pub compensate: BTreeMap<String, Compensation>,
     pub timeout: Option<Micros>,
+    /// At most so many executions of this type with the same key running at once.
+    pub concurrency: Option<ConcurrencyLimit>,
 }
 
 /// What undoes a completed step when its execution fails or is cancelled.
@@ -302,7 +309,15 @@ fn parse_step(index: usize, v: &Value) -> Result<Step, DefinitionError> {
     let retry_json = obj.get("retry").cloned().unwrap_or_else(|| Value::Object(Map::new()));
     let retry = RetryPolicy::from_json(&retry_json, "retry").or_else(|e| fail(step, e))?;
     let opt_duration = |field: &str| obj.get(field).map(|v| duration(step, field, v)).transpose();
+    // A step's key reads what the step is given: the workflow input, its dependencies'
+    // outputs, a map item.
+    let roots: Vec<&str> = ["input", "item"].into_iter().chain(depends_on.iter().map(String::as_str)).collect();
+    let concurrency = concurrency::parse(obj, &roots).or_else(|e| fail(step, e))?;
+    if concurrency.is_some() && !matches!(kind, StepKind::Task { .. }) {
+        return fail(step, "\"concurrency_key\" and \"max_running\" apply to activity steps only");
+    }
     Ok(Step {
+        concurrency,
         timeout: opt_duration("timeout")?,
         heartbeat_timeout: opt_duration("heartbeat_timeout")?,
         schedule_to_close: opt_duration("schedule_to_close")?,
@@ -470,7 +485,8 @@ pub fn parse(value: &Value) -> Result<Definition, DefinitionError> {
         }
     }
     let timeout = top.get("timeout").map(|v| duration(None, "timeout", v)).transpose()?;
-    Ok(Definition { steps, compensate, timeout })
+    let concurrency = concurrency::parse(top, &["input"]).or_else(|e| fail(None, e))?;
+    Ok(Definition { steps, compensate, timeout, concurrency })
 }
 
 /// Kahn's algorithm; on a cycle, names the steps that are part of it or stuck behind it.

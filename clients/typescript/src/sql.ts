@@ -454,6 +454,16 @@ export class WorkflowSql {
     return this.#call("workflow_schedule_list", []);
   }
 
+  /** workflow_type_pause: the type's starts are accepted and wait; false if paused already. */
+  async typePause(workflowType: string): Promise<boolean> {
+    return this.#call("workflow_type_pause", [["workflow_type", required("workflowType", workflowType), "text"]]);
+  }
+
+  /** workflow_type_resume: what waited for the type starts; false if it was not paused. */
+  async typeResume(workflowType: string): Promise<boolean> {
+    return this.#call("workflow_type_resume", [["workflow_type", required("workflowType", workflowType), "text"]]);
+  }
+
   /** workflow_uuidv7: a new time-ordered id. */
   async uuidv7(): Promise<string> {
     return this.#call("workflow_uuidv7", []);

@@ -123,6 +123,12 @@ export interface StepStatus {
   started_at: string | null;
   finished_at: string | null;
   lease_expires_at: string | null;
+  /** A claimable step its queue's flow control holds back (README: Flow control). */
+  waiting_for:
+    | { reason: "queue_paused"; queue: string }
+    | { reason: "queue_concurrency_limit"; queue: string; max_running: number }
+    | { reason: "queue_rate_limit"; queue: string; next_claim_at: string }
+    | null;
 }
 
 export interface ExecutionStatus {
@@ -143,6 +149,10 @@ export interface ExecutionStatus {
   ready_at: string | null;
   deadline: string | null;
   compensation: Json;
+  /** Its type's concurrency key, if the type has a limit. */
+  concurrency_key: string | null;
+  /** Why a pending execution has not started. */
+  waiting_for: "start_time" | "concurrency_key" | "paused_workflow_type" | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;

@@ -32,6 +32,15 @@ test("queue limits, bulk retry and cancel, and schedules through the wrappers", 
     assertEqual((await sql.scheduleList()).map((s) => s.name), ["nightly"]);
     assertEqual(await sql.scheduleDelete("nightly"), true);
     assertEqual(await sql.scheduleDelete("nightly"), false);
+    // A paused type: the start waits, with the reason in its status.
+    assertEqual(await sql.typePause("ts_flow"), true);
+    const waiting = await sql.start("ts_flow", { i: 99 });
+    const status = await sql.status(waiting);
+    assertEqual([status.status, status.waiting_for], ["pending", "paused_workflow_type"]);
+    assertEqual(await sql.typeResume("ts_flow"), true);
+    await sql.dispatch();
+    assertEqual((await sql.status(waiting)).status, "running");
+
     let refused: unknown;
     await sql.scheduleCreate("bad", "0 2 * *", "ts_flow").catch((e) => (refused = e));
     assert(refused instanceof InvalidArgumentError && /4 fields/.test(refused.message), `typed 22023: ${refused}`);

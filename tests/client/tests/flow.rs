@@ -103,3 +103,87 @@ fn a_rate_limit_admits_what_its_bucket_allows() {
         .get(0);
     assert!((200..=301).contains(&admitted), "admitted {admitted} in 5 s at 50/s with a bucket of 50 (250 ± 50)");
 }
+
+#[test]
+fn ten_thousand_failed_executions_are_retried_and_cancelled_in_batches() {
+    let url = fresh_database("pgw_flow_bulk");
+    let mut db = connect(&url);
+    const N: i64 = 10_000;
+    // A bad deploy: every run of the type fails on its only attempt.
+    db.batch_execute(&format!(
+        r#"SELECT workflow_define('bulk', '{{"steps": [{{"name": "a", "activity": "a", "queue": "bulk",
+                                                       "retry": {{"max_attempts": 1}}}}]}}');
+           SELECT count(workflow_start('bulk', jsonb_build_object('i', i))) FROM generate_series(1, {N}) i;
+           SELECT count(workflow_fail_activity(activity_id, '{{"type": "BadDeploy", "message": "x"}}', attempt))
+           FROM workflow_claim('bulk', 'w', {N});"#
+    ))
+    .unwrap();
+    let count = |db: &mut postgres::Client, status: &str| -> i64 {
+        db.query_one("SELECT count(*) FROM workflow_execution WHERE workflow_type = 'bulk' AND status = $1", &[&status])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(count(&mut db, "failed"), N);
+    // A batch per transaction: another session holds the 5,000th execution (newest first,
+    // the order the procedure takes them in) while the retry runs; blocked there, the
+    // first four batches have committed and the fifth has not.
+    let mut holder = connect(&url);
+    holder.batch_execute("BEGIN").unwrap();
+    holder
+        .execute(
+            "SELECT id FROM workflow_execution WHERE id = (SELECT id FROM workflow_execution \
+             WHERE workflow_type = 'bulk' ORDER BY id DESC OFFSET 4999 LIMIT 1) FOR UPDATE",
+            &[],
+        )
+        .unwrap();
+    let started = Instant::now();
+    let retry = {
+        let url = url.clone();
+        std::thread::spawn(move || -> i64 {
+            let mut db = connect(&url);
+            db.query_one(
+                r#"CALL workflow_retry_many('{"workflow_type": "bulk", "error_type": "BadDeploy"}', 1000)"#,
+                &[],
+            )
+            .unwrap()
+            .get(0)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let blocked: bool = db
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE 'CALL workflow_retry_many%')",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if blocked {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the retry never reached the held execution");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(count(&mut db, "running"), 4000, "four batches committed while the fifth waits");
+    holder.batch_execute("COMMIT").unwrap();
+    let retried = retry.join().unwrap();
+    let retry_took = started.elapsed();
+    assert_eq!(retried, N);
+    assert_eq!(count(&mut db, "running"), N);
+    let started = Instant::now();
+    let cancelled: i64 = db
+        .query_one(
+            r#"CALL workflow_cancel_many('{"workflow_type": "bulk", "status": "running"}', 'bad deploy', 500)"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(cancelled, N);
+    let too_big = db.query_one("CALL workflow_cancel_many('{}', 'x', 5000)", &[]).unwrap_err();
+    assert_eq!(too_big.code(), Some(&postgres::error::SqlState::INVALID_PARAMETER_VALUE));
+    let message = too_big.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert!(message.contains("batch_size must be from 1 to 1000"), "{message}");
+    assert_eq!(count(&mut db, "cancelled"), N);
+    println!("retried {N} in {retry_took:?} (a held row included), cancelled {N} in {:?}", started.elapsed());
+}

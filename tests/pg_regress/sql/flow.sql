@@ -51,6 +51,8 @@ SELECT status, count(*) FROM workflow_execution WHERE workflow_type = 'fl_job' G
 CALL workflow_cancel_many('{"workflow_type": "fl_job"}', 'cleanup', 5);
 SELECT status, count(*) FROM workflow_execution WHERE workflow_type = 'fl_job' GROUP BY 1 ORDER BY 1;
 CALL workflow_retry_many('{"workflow_type": "no_such_type"}');
+SELECT expect_error($$CALL workflow_retry_many('{}', 0)$$);
+SELECT expect_error($$CALL workflow_cancel_many('{}', 'x', 5000)$$);
 
 -- Schedules: the nightly re-extraction, 02:00 Berlin time. Created paused here so the
 -- dispatcher never fires it while this file runs (firing is tested in pgrx-tests and
@@ -94,5 +96,45 @@ SELECT expect_error($$SELECT workflow_schedule_create('x', '@hourly', 'fl_job', 
 SELECT expect_error($$SELECT workflow_schedule_create('x', '@hourly', 'fl_job', '{}', '{"start": {"labels": 7}}')$$);
 SELECT count(*) AS still_none FROM workflow_schedule WHERE name = 'x';
 
-DELETE FROM workflow_execution WHERE workflow_type = 'fl_job';
-DELETE FROM workflow_definition WHERE name = 'fl_job';
+-- One extraction per document: a concurrency key on the workflow. The second start for
+-- document A waits (pending, no start time); B runs in parallel.
+SELECT workflow_define('fl_extract', '{"concurrency_key": "input.document_id", "max_running": 1,
+                                       "steps": [{"name": "extract", "activity": "llm.extract", "queue": "fl_ck"}]}') AS version;
+CREATE TEMP TABLE fl_runs AS
+SELECT doc, workflow_start('fl_extract', jsonb_build_object('document_id', doc)) AS id
+FROM unnest(ARRAY['A', 'A', 'B']) WITH ORDINALITY AS d(doc, n) ORDER BY n;
+SELECT r.doc, e.status, e.concurrency_key, workflow_status(r.id)->>'waiting_for' AS waiting_for
+FROM fl_runs r JOIN workflow_execution e ON e.id = r.id ORDER BY r.id;
+-- The first run for A completes: the next one for A starts (made due; the dispatcher or
+-- workflow_dispatch() starts it).
+SELECT workflow_complete_activity(a.activity_id, '1', a.attempt) AS completed
+FROM workflow_claim('fl_ck', 'w', 1) a WHERE a.input->'input'->>'document_id' = 'A';
+SELECT count(*) >= 0 AS dispatched FROM workflow_dispatch();
+SELECT r.doc, e.status FROM fl_runs r JOIN workflow_execution e ON e.id = r.id ORDER BY r.id;
+-- The key must be in the input; keys on steps are not supported yet.
+SELECT expect_error($$SELECT workflow_start('fl_extract', '{"doc": "A"}')$$);
+SELECT expect_error($$SELECT workflow_define('fl_bad', '{"concurrency_key": "document_id", "steps": [{"name": "a", "activity": "a"}]}')$$);
+SELECT expect_error($$SELECT workflow_define('fl_bad', '{"max_running": 0, "steps": [{"name": "a", "activity": "a"}]}')$$);
+SELECT expect_error($$SELECT workflow_define('fl_bad', '{"steps": [{"name": "a", "activity": "a", "concurrency_key": "input.x"}]}')$$);
+
+-- Pausing a workflow type: starts are accepted and wait; resuming starts them.
+SELECT workflow_type_pause('fl_job') AS paused, workflow_type_pause('fl_job') AS paused_again;
+SELECT count(workflow_start('fl_job', jsonb_build_object('i', i))) AS started_while_paused FROM generate_series(1, 3) i;
+SELECT status, workflow_status(id)->>'waiting_for' AS waiting_for, count(*)
+FROM workflow_execution WHERE workflow_type = 'fl_job' AND status = 'pending' GROUP BY 1, 2;
+SELECT workflow_type_resume('fl_job') AS resumed, workflow_type_resume('fl_job') AS resumed_again;
+SELECT count(*) >= 0 AS dispatched FROM workflow_dispatch();
+SELECT count(*) AS still_pending FROM workflow_execution WHERE workflow_type = 'fl_job' AND status = 'pending';
+SELECT expect_error($$SELECT workflow_type_pause('no_such_type')$$);
+SELECT expect_error($$SELECT workflow_type_pause(NULL)$$);
+
+-- A rate-limited step says so in workflow_status.
+SELECT workflow_queue_configure('fl_ck', '{"rate_limit": {"count": 1, "per": "1 hour"}}');
+SELECT count(*) AS claimed FROM workflow_claim('fl_ck', 'w', 10);
+SELECT workflow_status(id)->'steps'->0->'waiting_for'->>'reason' AS reason,
+       (workflow_status(id)->'steps'->0->'waiting_for'->>'next_claim_at')::timestamptz > now() AS later
+FROM fl_runs WHERE id = (SELECT execution_id FROM workflow_activity WHERE queue = 'fl_ck' AND status = 'scheduled' LIMIT 1);
+SELECT workflow_queue_configure('fl_ck', '{}');
+
+DELETE FROM workflow_execution WHERE workflow_type IN ('fl_job', 'fl_extract');
+DELETE FROM workflow_definition WHERE name IN ('fl_job', 'fl_extract');

@@ -78,6 +78,7 @@ FROM (VALUES
     ('workflow_schedule_create', 'SELECT workflow_schedule_create(NULL, NULL, NULL)'),
     ('workflow_schedule_pause', 'SELECT workflow_schedule_pause(NULL)'),
     ('workflow_schedule_list', 'SELECT workflow_schedule_list()'),
+    ('workflow_type_pause', 'SELECT workflow_type_pause(NULL)'),
     ('write schedules', 'DELETE FROM workflow_schedule'),
     ('read executions', 'SELECT count(*) FROM workflow_execution'),
     ('read definitions', 'SELECT count(*) FROM workflow_definition'),
