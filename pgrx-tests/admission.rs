@@ -107,3 +107,58 @@ fn a_paused_type_accepts_starts_that_wait_until_it_is_resumed() {
         assert_eq!(exec_status(id), "running");
     }
 }
+
+/// The ids of the activities a claim of `queue` gets now (up to 10).
+fn claimable(queue: &str) -> Vec<Uuid> {
+    Spi::connect(|c| {
+        c.select(&format!("SELECT activity_id FROM workflow_claim('{queue}', 'w', 10)"), None, &[])
+            .unwrap()
+            .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
+            .collect()
+    })
+}
+
+fn activity_of(execution: &Uuid) -> Uuid {
+    one::<Uuid>(&format!("SELECT id FROM workflow_activity WHERE execution_id = '{execution}'"))
+}
+
+#[pg_test]
+fn a_step_key_holds_activities_until_one_with_the_key_finishes() {
+    run(r#"SELECT workflow_define('llm_steps', '{"steps": [{"name": "extract", "activity": "llm.extract",
+        "queue": "llm", "concurrency_key": "input.doc", "max_running": 1, "retry": {"max_attempts": 1}}]}')"#);
+    let a1 = one::<Uuid>(r#"SELECT workflow_start('llm_steps', '{"doc": "A"}')"#);
+    let a2 = one::<Uuid>(r#"SELECT workflow_start('llm_steps', '{"doc": "A"}')"#);
+    let a3 = one::<Uuid>(r#"SELECT workflow_start('llm_steps', '{"doc": "A"}')"#);
+    let b1 = one::<Uuid>(r#"SELECT workflow_start('llm_steps', '{"doc": "B"}')"#);
+    // Every execution runs; the steps of A after the first are held.
+    assert_eq!(status(&a2)["steps"][0]["waiting_for"], json!({"reason": "concurrency_key", "key": "A"}));
+    let mut first = claimable("llm");
+    first.sort();
+    let mut expected = vec![activity_of(&a1), activity_of(&b1)];
+    expected.sort();
+    assert_eq!(first, expected, "one of A, and B");
+    // A1 completes: A2 (held longest) is released, A3 still held.
+    assert!(complete(&activity_of(&a1), "1"));
+    assert_eq!(claimable("llm"), vec![activity_of(&a2)]);
+    // A2 fails for good (its execution fails): A3 takes the slot.
+    run(&format!("SELECT workflow_fail_activity('{}', '\"no\"')", activity_of(&a2)));
+    assert_eq!(exec_status(&a2), "failed");
+    assert_eq!(claimable("llm"), vec![activity_of(&a3)]);
+    // Retrying A2 schedules its step again, behind the running A3: held.
+    assert!(one::<bool>(&format!("SELECT workflow_retry('{a2}')")));
+    assert!(claimable("llm").is_empty());
+    // Cancelling A3's execution frees the slot (its running step is cancelled).
+    run(&format!("SELECT workflow_cancel('{a3}')"));
+    assert_eq!(claimable("llm"), vec![activity_of(&a2)]);
+}
+
+#[pg_test]
+fn a_step_without_its_key_fails_naming_it() {
+    run(r#"SELECT workflow_define('llm_steps', '{"steps": [{"name": "extract", "activity": "llm.extract",
+        "concurrency_key": "input.doc"}]}')"#);
+    let id = one::<Uuid>(r#"SELECT workflow_start('llm_steps', '{"document": "A"}')"#);
+    assert_eq!(exec_status(&id), "failed");
+    let error = status(&id)["error"]["error"].clone();
+    assert_eq!(error["type"], json!("ConcurrencyKeyMissing"));
+    assert!(error["message"].as_str().unwrap().contains("input.doc"), "{error}");
+}

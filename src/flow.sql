@@ -115,3 +115,43 @@ CREATE TABLE @extschema@.workflow_paused_type (
     workflow_type text        PRIMARY KEY,
     paused_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
+
+-- Concurrency keys on steps (README: Flow control; engine/admission.rs): an admitted
+-- activity with a key that stops being scheduled or running (it ended, or a retry removed
+-- it) frees its slot, and the oldest activity held for that key is made due. Under the
+-- key's advisory lock, as admission is; SKIP LOCKED, so it never waits on another
+-- execution's rows. The NOTIFY is sent only for such a hand-over.
+CREATE FUNCTION @extschema@.workflow_activity_slot_freed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    next_queue text;
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtext('pg_workflow.activity:' OPERATOR(pg_catalog.||) OLD.activity_type),
+        pg_catalog.hashtext(OLD.concurrency_key));
+    UPDATE @extschema@.workflow_activity SET scheduled_at = pg_catalog.now()
+    WHERE id OPERATOR(pg_catalog.=) (
+        SELECT h.id FROM @extschema@.workflow_activity h
+        WHERE h.activity_type OPERATOR(pg_catalog.=) OLD.activity_type
+          AND h.concurrency_key OPERATOR(pg_catalog.=) OLD.concurrency_key
+          AND h.status OPERATOR(pg_catalog.=) 'scheduled'
+          AND h.scheduled_at OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz
+        ORDER BY h.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING queue INTO next_queue;
+    IF next_queue IS NOT NULL THEN
+        PERFORM pg_catalog.pg_notify('workflow_activity_ready', next_queue);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER workflow_activity_slot_freed AFTER UPDATE ON @extschema@.workflow_activity FOR EACH ROW
+    WHEN (OLD.concurrency_key IS NOT NULL
+          AND OLD.status OPERATOR(pg_catalog.=) ANY (ARRAY['scheduled', 'running'])
+          AND OLD.scheduled_at OPERATOR(pg_catalog.<) 'infinity'::pg_catalog.timestamptz
+          AND NEW.status OPERATOR(pg_catalog.<>) ALL (ARRAY['scheduled', 'running']))
+    EXECUTE FUNCTION @extschema@.workflow_activity_slot_freed();
+CREATE TRIGGER workflow_activity_slot_deleted AFTER DELETE ON @extschema@.workflow_activity FOR EACH ROW
+    WHEN (OLD.concurrency_key IS NOT NULL
+          AND OLD.status OPERATOR(pg_catalog.=) ANY (ARRAY['scheduled', 'running'])
+          AND OLD.scheduled_at OPERATOR(pg_catalog.<) 'infinity'::pg_catalog.timestamptz)
+    EXECUTE FUNCTION @extschema@.workflow_activity_slot_freed();

@@ -107,6 +107,8 @@ CREATE TABLE @extschema@.workflow_activity (
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at       timestamptz,
     finished_at      timestamptz,
+    -- the key of its step's concurrency limit (README: Flow control); NULL without one
+    concurrency_key  text,
     CONSTRAINT workflow_activity_step UNIQUE (execution_id, step_key)
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02,
         autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_limit = 2000);
@@ -123,6 +125,9 @@ CREATE INDEX workflow_activity_signal_wait ON @extschema@.workflow_activity (act
     WHERE status OPERATOR(pg_catalog.=) 'waiting' AND kind OPERATOR(pg_catalog.=) 'signal';
 -- Sleeps and signal waits, by due time.
 CREATE INDEX workflow_activity_waiting ON @extschema@.workflow_activity (scheduled_at) WHERE status OPERATOR(pg_catalog.=) 'waiting';
+-- Concurrency keys on steps (engine/admission.rs): a key's admitted and held activities.
+CREATE INDEX workflow_activity_concurrency ON @extschema@.workflow_activity (activity_type, concurrency_key, id)
+    WHERE concurrency_key IS NOT NULL AND status OPERATOR(pg_catalog.=) ANY (ARRAY['scheduled', 'running']);
 -- Schedule-to-close deadlines.
 CREATE INDEX workflow_activity_expiring ON @extschema@.workflow_activity (expires_at)
     WHERE expires_at IS NOT NULL AND status OPERATOR(pg_catalog.=) ANY (ARRAY['scheduled', 'running']);

@@ -209,3 +209,51 @@ fn require_declared(client: &mut SpiClient<'_>, workflow_type: &str) -> Result<(
         .with_hint("check the spelling; pause a client-driven workload by pausing its queues")),
     }
 }
+
+// Steps (`concurrency_key` on an activity step): an activity over its key's limit is
+// held: scheduled, but due at 'infinity', so no claim takes it. A held activity is made
+// due by the trigger `workflow_activity_slot_freed` (flow.sql) when an admitted one with
+// its key stops being scheduled or running: one freed slot, one admitted.
+
+static LOCK_ACTIVITY_KEY: Statement = Statement {
+    sql: "SELECT pg_catalog.pg_advisory_xact_lock(hashtext('pg_workflow.activity:' || $1), hashtext($2))",
+    args: &[TEXTOID, TEXTOID],
+};
+
+// Admitted activities of the key (at most $3 counted); whether any is held.
+static ACTIVITY_SLOTS: Statement = Statement {
+    sql: "SELECT (SELECT count(*) FROM (SELECT FROM @extschema@.workflow_activity \
+                  WHERE activity_type = $1 AND concurrency_key = $2 AND status IN ('scheduled', 'running') \
+                    AND scheduled_at < 'infinity' LIMIT $3) r), \
+                 EXISTS (SELECT FROM @extschema@.workflow_activity \
+                         WHERE activity_type = $1 AND concurrency_key = $2 AND status = 'scheduled' \
+                           AND scheduled_at = 'infinity')",
+    args: &[TEXTOID, TEXTOID, INT8OID],
+};
+
+static KEY_ACTIVITY: Statement = Statement {
+    sql: "UPDATE @extschema@.workflow_activity \
+          SET concurrency_key = $2, scheduled_at = CASE WHEN $3 THEN scheduled_at ELSE 'infinity' END \
+          WHERE id = $1",
+    args: &[UUIDOID, TEXTOID, BOOLOID],
+};
+
+/// Gives a just-scheduled activity its key, and holds it if the key's limit is reached
+/// or others wait already (they go first). True if it may be claimed now.
+pub fn admit_activity(
+    client: &mut SpiClient<'_>,
+    id: Uuid,
+    activity_type: &str,
+    key: &str,
+    max_running: i32,
+) -> Result<bool> {
+    run(client, &LOCK_ACTIVITY_KEY, &[arg(activity_type), arg(key)])?;
+    let row = run(client, &ACTIVITY_SLOTS, &[arg(activity_type), arg(key), arg(max_running as i64)])?.next();
+    let (admitted, held) = match row {
+        Some(r) => (r.get::<i64>(1)?.unwrap_or(0), r.get::<bool>(2)?.unwrap_or(false)),
+        None => (0, false),
+    };
+    let now = admitted < max_running as i64 && !held;
+    run(client, &KEY_ACTIVITY, &[arg(id), arg(key), arg(now)])?;
+    Ok(now)
+}

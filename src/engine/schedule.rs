@@ -2,10 +2,11 @@
 //! (consume a buffered signal, fan out a map). What needs a transition (failing the step,
 //! starting its child) is returned to `advance::schedule_step`, which does it.
 
-use super::arg;
 use super::plan::{run, Statement};
 use super::rows::{self, ActivityStatus, Execution};
+use super::{admission, arg};
 use crate::error::Result;
+use crate::model::concurrency::KeyExpr;
 use crate::model::definition::{Sleep, Step, StepKind};
 use crate::model::interval::Micros;
 use crate::wake;
@@ -77,6 +78,8 @@ static INSERT: Statement = Statement {
         INT4OID,
     ],
 };
+static TENANT: Statement =
+    Statement { sql: "SELECT tenant_id FROM @extschema@.workflow_execution WHERE id = $1", args: &[UUIDOID] };
 static SET_DUE: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_activity SET scheduled_at = $2 WHERE id = $1",
     args: &[UUIDOID, TIMESTAMPTZOID],
@@ -210,8 +213,28 @@ pub fn schedule(
     }
     match &step.kind {
         StepKind::Task { activity } => {
-            let row = insert(client, exec, step, key, "scheduled", Some(activity), explicit_input, None, 0)?;
-            Ok(if row.is_some() { Scheduled::Open } else { Scheduled::Existed })
+            let Some((id, input)) =
+                insert(client, exec, step, key, "scheduled", Some(activity), explicit_input, None, 0)?
+            else {
+                return Ok(Scheduled::Existed);
+            };
+            let Some(limit) = &step.concurrency else { return Ok(Scheduled::Open) };
+            let tenant = match limit.key {
+                KeyExpr::TenantId => {
+                    run(client, &TENANT, &[arg(exec.id)])?.next().and_then(|r| r.get::<String>(1).ok().flatten())
+                }
+                _ => None,
+            };
+            match limit.key_of(&input, tenant.as_deref()) {
+                Ok(concurrency_key) => {
+                    admission::admit_activity(client, id, activity, &concurrency_key, limit.max_running)?;
+                    Ok(Scheduled::Open)
+                }
+                Err(message) => Ok(Scheduled::FailAtOnce {
+                    id,
+                    error: json!({"type": "ConcurrencyKeyMissing", "message": message}),
+                }),
+            }
         }
         StepKind::Sql { .. } => {
             let row = insert(client, exec, step, key, "scheduled", None, explicit_input, None, 0)?;

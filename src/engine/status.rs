@@ -31,6 +31,8 @@ static STATUS: Statement = Statement {
                 'finished_at', a.finished_at, 'lease_expires_at', a.lease_expires_at, \
                 'cancel_requested', a.cancel_requested, 'heartbeat', a.heartbeat, \
                 'waiting_for', CASE \
+                    WHEN a.status = 'scheduled' AND a.scheduled_at = 'infinity' AND a.concurrency_key IS NOT NULL \
+                        THEN jsonb_build_object('reason', 'concurrency_key', 'key', a.concurrency_key) \
                     WHEN q.queue IS NULL THEN NULL \
                     WHEN q.paused THEN jsonb_build_object('reason', 'queue_paused', 'queue', q.queue) \
                     WHEN q.max_running <= (SELECT count(*) FROM (SELECT FROM @extschema@.workflow_activity r \

@@ -1,6 +1,7 @@
 //! Concurrency keys under concurrency (README: Flow control): 8 connections start
 //! executions for 4 documents at once while 8 workers claim and complete their steps;
-//! the preloaded dispatcher starts the ones that waited. Per document, no two steps ever
+//! the preloaded dispatcher starts the ones that waited (a key on the workflow), or the
+//! trigger releases held activities (a key on the step). Per document, no two steps ever
 //! ran at the same time (read from the attempt history's intervals, whose times are taken
 //! when the claim and the completion write their rows), while different documents ran in
 //! parallel, and every execution completed.
@@ -10,13 +11,28 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn one_run_per_document_while_other_documents_run_in_parallel() {
-    let url = fresh_database("pgw_concurrency_keys");
+    documents_run_one_at_a_time(
+        "pgw_concurrency_keys",
+        r#"{"concurrency_key": "input.doc", "max_running": 1,
+            "steps": [{"name": "extract", "activity": "extract", "queue": "ck"}]}"#,
+    );
+}
+
+#[test]
+fn a_key_on_a_step_holds_its_activities_one_per_document() {
+    documents_run_one_at_a_time(
+        "pgw_concurrency_step_keys",
+        r#"{"steps": [{"name": "extract", "activity": "extract", "queue": "ck",
+                       "concurrency_key": "input.doc", "max_running": 1}]}"#,
+    );
+}
+
+/// 8 connections start 200 executions of `definition` for 4 documents while 8 workers
+/// claim and complete; then checks the history.
+fn documents_run_one_at_a_time(database: &str, definition: &str) {
+    let url = fresh_database(database);
     let mut db = connect(&url);
-    db.batch_execute(
-        r#"SELECT workflow_define('ck', '{"concurrency_key": "input.doc", "max_running": 1,
-                                          "steps": [{"name": "extract", "activity": "extract", "queue": "ck"}]}')"#,
-    )
-    .unwrap();
+    db.execute("SELECT workflow_define('ck', $1::text::jsonb)", &[&definition]).unwrap();
     const STARTERS: i64 = 8;
     const PER_STARTER: i64 = 25;
     let starters: Vec<_> = (0..STARTERS)

@@ -111,11 +111,27 @@ SELECT workflow_complete_activity(a.activity_id, '1', a.attempt) AS completed
 FROM workflow_claim('fl_ck', 'w', 1) a WHERE a.input->'input'->>'document_id' = 'A';
 SELECT count(*) >= 0 AS dispatched FROM workflow_dispatch();
 SELECT r.doc, e.status FROM fl_runs r JOIN workflow_execution e ON e.id = r.id ORDER BY r.id;
--- The key must be in the input; keys on steps are not supported yet.
+-- The key must be in the input; keys on map steps are not supported yet.
 SELECT expect_error($$SELECT workflow_start('fl_extract', '{"doc": "A"}')$$);
 SELECT expect_error($$SELECT workflow_define('fl_bad', '{"concurrency_key": "document_id", "steps": [{"name": "a", "activity": "a"}]}')$$);
 SELECT expect_error($$SELECT workflow_define('fl_bad', '{"max_running": 0, "steps": [{"name": "a", "activity": "a"}]}')$$);
-SELECT expect_error($$SELECT workflow_define('fl_bad', '{"steps": [{"name": "a", "activity": "a", "concurrency_key": "input.x"}]}')$$);
+SELECT expect_error($$SELECT workflow_define('fl_bad', '{"steps": [{"name": "src", "activity": "a"},
+    {"name": "m", "activity": "b", "depends_on": ["src"], "map": "src", "concurrency_key": "item.x"}]}')$$);
+SELECT expect_error($$SELECT workflow_define('fl_bad', '{"steps": [{"name": "a", "sleep": "1s", "concurrency_key": "input.x"}]}')$$);
+SELECT expect_error($$SELECT workflow_define('fl_bad', '{"steps": [{"name": "a", "activity": "a", "concurrency_key": "fetch.x"}]}')$$);
+
+-- A key on a step: the provider account allows one call at a time. The execution runs;
+-- its step is held while another with the key runs.
+SELECT workflow_define('fl_step_key', '{"steps": [{"name": "call", "activity": "llm.call", "queue": "fl_sk",
+                                        "concurrency_key": "input.account", "max_running": 1}]}') AS version;
+CREATE TEMP TABLE fl_sk AS
+SELECT n, workflow_start('fl_step_key', '{"account": "acct-1"}') AS id FROM generate_series(1, 2) n;
+SELECT f.n, e.status, workflow_status(f.id)->'steps'->0->'waiting_for' AS waiting_for
+FROM fl_sk f JOIN workflow_execution e ON e.id = f.id ORDER BY f.n;
+SELECT count(*) AS claimed FROM workflow_claim('fl_sk', 'w', 10);
+SELECT workflow_complete_activity(a.id, '1', a.attempt) AS completed
+FROM workflow_activity a JOIN fl_sk f ON f.id = a.execution_id WHERE f.n = 1;
+SELECT count(*) AS claimed_after FROM workflow_claim('fl_sk', 'w', 10);
 
 -- Pausing a workflow type: starts are accepted and wait; resuming starts them.
 SELECT workflow_type_pause('fl_job') AS paused, workflow_type_pause('fl_job') AS paused_again;
@@ -136,5 +152,5 @@ SELECT workflow_status(id)->'steps'->0->'waiting_for'->>'reason' AS reason,
 FROM fl_runs WHERE id = (SELECT execution_id FROM workflow_activity WHERE queue = 'fl_ck' AND status = 'scheduled' LIMIT 1);
 SELECT workflow_queue_configure('fl_ck', '{}');
 
-DELETE FROM workflow_execution WHERE workflow_type IN ('fl_job', 'fl_extract');
-DELETE FROM workflow_definition WHERE name IN ('fl_job', 'fl_extract');
+DELETE FROM workflow_execution WHERE workflow_type IN ('fl_job', 'fl_extract', 'fl_step_key');
+DELETE FROM workflow_definition WHERE name IN ('fl_job', 'fl_extract', 'fl_step_key');
