@@ -162,3 +162,32 @@ fn a_step_without_its_key_fails_naming_it() {
     assert_eq!(error["type"], json!("ConcurrencyKeyMissing"));
     assert!(error["message"].as_str().unwrap().contains("input.doc"), "{error}");
 }
+
+#[pg_test]
+fn a_key_on_a_map_step_holds_items_across_executions() {
+    run(r#"SELECT workflow_define('per_account', '{"steps": [
+        {"name": "chunk", "activity": "text.chunk", "queue": "prep"},
+        {"name": "extract", "activity": "llm.extract", "queue": "llm", "depends_on": ["chunk"], "map": "chunk",
+         "concurrency_key": "item.account", "max_running": 1}]}')"#);
+    let id = one::<Uuid>("SELECT workflow_start('per_account')");
+    let chunk = claimable("prep")[0];
+    assert!(complete(&chunk, r#"[{"account": "a"}, {"account": "a"}, {"account": "b"}]"#));
+    let step = |i: usize| one::<Uuid>(&format!("SELECT id FROM workflow_activity WHERE step_key = 'extract[{i}]'"));
+    let mut first = claimable("llm");
+    first.sort();
+    let mut expected = vec![step(0), step(2)];
+    expected.sort();
+    assert_eq!(first, expected, "one item of account a, and b");
+    assert!(complete(&step(0), "1"));
+    assert_eq!(claimable("llm"), vec![step(1)]);
+    assert!(complete(&step(1), "1"));
+    assert!(complete(&step(2), "1"));
+    assert_eq!(exec_status(&id), "completed");
+    // An item without the key fails the map step, naming the item.
+    let other = one::<Uuid>("SELECT workflow_start('per_account')");
+    let chunk = claimable("prep")[0];
+    assert!(complete(&chunk, r#"[{"account": "a"}, {"acct": "typo"}]"#));
+    assert_eq!(exec_status(&other), "failed");
+    let message = status(&other)["error"]["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("item 1: concurrency_key \"item.account\""), "{message}");
+}

@@ -70,10 +70,6 @@ pub fn check_type_name(field: &str, name: Option<&str>) -> Result<String> {
 fn check_supported(def: &Definition) -> Result<()> {
     for step in &def.steps {
         let unsupported = match (&step.kind, &step.map) {
-            (_, Some(_)) if step.concurrency.is_some() => Some(
-                "a concurrency_key on a map step (limit its items with max_concurrency, or its queue with \
-                 workflow_queue_configure)",
-            ),
             (StepKind::Task { .. }, _) | (_, None) => None,
             (_, Some(_)) => Some("map over a non-activity step"),
         };

@@ -6,7 +6,7 @@ use super::plan::{run, Statement};
 use super::rows::{self, ActivityStatus, Execution};
 use super::{admission, arg};
 use crate::error::Result;
-use crate::model::concurrency::KeyExpr;
+use crate::model::concurrency::{ConcurrencyLimit, KeyExpr};
 use crate::model::definition::{Sleep, Step, StepKind};
 use crate::model::interval::Micros;
 use crate::wake;
@@ -101,7 +101,7 @@ macro_rules! insert_map_items {
             $items,
             " WHERE agg.execution_id = $1 AND agg.step_key = $2 \
              ON CONFLICT (execution_id, step_key) DO NOTHING \
-             RETURNING queue"
+             RETURNING queue, id, input"
         )
     };
 }
@@ -219,12 +219,7 @@ pub fn schedule(
                 return Ok(Scheduled::Existed);
             };
             let Some(limit) = &step.concurrency else { return Ok(Scheduled::Open) };
-            let tenant = match limit.key {
-                KeyExpr::TenantId => {
-                    run(client, &TENANT, &[arg(exec.id)])?.next().and_then(|r| r.get::<String>(1).ok().flatten())
-                }
-                _ => None,
-            };
+            let tenant = tenant_for(client, exec, limit)?;
             match limit.key_of(&input, tenant.as_deref()) {
                 Ok(concurrency_key) => {
                     admission::admit_activity(client, id, activity, &concurrency_key, limit.max_running)?;
@@ -322,6 +317,22 @@ fn schedule_map(client: &mut SpiClient<'_>, exec: &Execution, step: &Step, key: 
         rows::mark_completed(client, id, json!([]))?;
         return Ok(Scheduled::CompletedAtOnce);
     }
+    // Every item must have its concurrency key: checked before any item exists.
+    if let Some(limit) = &step.concurrency {
+        let tenant = tenant_for(client, exec, limit)?;
+        // As each item's input will be: the map's, with `item` instead of the source array.
+        let mut given = input.clone();
+        if let Some(o) = given.as_object_mut() {
+            o.remove(source);
+        }
+        for (index, item) in input.get(source).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            given["item"] = item.clone();
+            if let Err(message) = limit.key_of(&given, tenant.as_deref()) {
+                let error = json!({"type": "ConcurrencyKeyMissing", "message": format!("item {index}: {message}")});
+                return Ok(Scheduled::FailAtOnce { id, error });
+            }
+        }
+    }
     // Items may exist already: the ones that completed before a workflow_retry.
     let counts = run(client, &MAP_COUNTS, &[arg(exec.id), arg(key)])?.next();
     let (created, completed) = match counts {
@@ -330,7 +341,7 @@ fn schedule_map(client: &mut SpiClient<'_>, exec: &Execution, step: &Step, key: 
     };
     if created == 0 {
         let first = step.max_concurrency.map_or(items, |m| items.min(m as i64));
-        open_items(client, exec, key, source, 0, first)?;
+        open_items(client, exec, step, key, 0, first)?;
         return Ok(Scheduled::Open);
     }
     if completed >= items {
@@ -339,38 +350,67 @@ fn schedule_map(client: &mut SpiClient<'_>, exec: &Execution, step: &Step, key: 
     }
     let open = created - completed;
     let more = step.max_concurrency.map_or(items, |m| m as i64 - open).min(items - created);
-    fill_items(client, key, exec, source, more)?;
+    fill_items(client, exec, step, key, more)?;
     Ok(Scheduled::Open)
 }
 
 /// Creates up to `count` missing items of a map, lowest first, and announces their queue.
-fn fill_items(client: &mut SpiClient<'_>, key: &str, exec: &Execution, source: &str, count: i64) -> Result<()> {
+fn fill_items(client: &mut SpiClient<'_>, exec: &Execution, step: &Step, key: &str, count: i64) -> Result<()> {
     if count <= 0 {
         return Ok(());
     }
+    let source = step.map.as_deref().unwrap_or_default();
     let rows = run(client, &MAP_FILL, &[arg(exec.id), arg(key), arg(source), arg(count)])?;
-    if let Some(row) = rows.into_iter().next() {
-        wake::queue_ready(&row.get::<String>(1)?.unwrap_or_default(), 0);
-    }
+    opened(client, exec, step, rows)?;
     Ok(())
 }
 
 /// Creates items (from, to] of a map (1-based ordinals) and announces their queue;
 /// returns how many it created (fewer where some existed).
-fn open_items(
+fn open_items(client: &mut SpiClient<'_>, exec: &Execution, step: &Step, key: &str, from: i64, to: i64) -> Result<i64> {
+    let source = step.map.as_deref().unwrap_or_default();
+    let rows = run(client, &MAP_ITEMS, &[arg(exec.id), arg(key), arg(source), arg(from), arg(to)])?;
+    opened(client, exec, step, rows)
+}
+
+/// New map items: their queue is announced, and under a step's concurrency key each is
+/// admitted or held in turn (their keys were checked when the map was scheduled).
+fn opened(
     client: &mut SpiClient<'_>,
     exec: &Execution,
-    key: &str,
-    source: &str,
-    from: i64,
-    to: i64,
+    step: &Step,
+    rows: pgrx::spi::SpiTupleTable<'_>,
 ) -> Result<i64> {
-    let rows = run(client, &MAP_ITEMS, &[arg(exec.id), arg(key), arg(source), arg(from), arg(to)])?;
     let created = rows.len() as i64;
-    if let Some(row) = rows.into_iter().next() {
-        wake::queue_ready(&row.get::<String>(1)?.unwrap_or_default(), 0);
+    let mut queue = None;
+    let mut items = Vec::new();
+    for row in rows {
+        queue = queue.or(row.get::<String>(1)?);
+        if step.concurrency.is_some() {
+            items.push((row.get::<pgrx::Uuid>(2)?, row.get::<JsonB>(3)?.map(|j| j.0).unwrap_or(Value::Null)));
+        }
+    }
+    if let (Some(limit), StepKind::Task { activity }) = (&step.concurrency, &step.kind) {
+        let tenant = tenant_for(client, exec, limit)?;
+        for (id, input) in items {
+            let (Some(id), Ok(concurrency_key)) = (id, limit.key_of(&input, tenant.as_deref())) else { continue };
+            admission::admit_activity(client, id, activity, &concurrency_key, limit.max_running)?;
+        }
+    }
+    if let Some(queue) = queue {
+        wake::queue_ready(&queue, 0);
     }
     Ok(created)
+}
+
+/// The execution's tenant, when a key reads it.
+fn tenant_for(client: &mut SpiClient<'_>, exec: &Execution, limit: &ConcurrencyLimit) -> Result<Option<String>> {
+    match limit.key {
+        KeyExpr::TenantId => {
+            Ok(run(client, &TENANT, &[arg(exec.id)])?.next().and_then(|r| r.get::<String>(1).ok().flatten()))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Moves a running map forward: opens more items as others complete, and completes the
@@ -404,8 +444,8 @@ pub fn map_progress(
         if more > 0 {
             // Items are created in order, so the next ones follow the last; after a retry
             // the ones that did not complete left holes below it, filled lowest first.
-            let opened = open_items(client, exec, &step.name, source, created, created + more)?;
-            fill_items(client, &step.name, exec, source, more - opened)?;
+            let opened = open_items(client, exec, step, &step.name, created, created + more)?;
+            fill_items(client, exec, step, &step.name, more - opened)?;
         }
     }
     Ok(false)
