@@ -21,9 +21,11 @@ use std::collections::HashSet;
 
 static CONFIGURED: Statement = Statement { sql: "SELECT queue FROM @extschema@.workflow_queue", args: &[] };
 
+// refilled_at as microseconds since 2000-01-01 (PostgreSQL's own timestamp origin), to
+// compare with the clock read once the row is locked.
 static LOCK: Statement = Statement {
     sql: "SELECT paused, max_running, rate_count, rate_per_us, burst, tokens, \
-                 (extract(epoch FROM now() - refilled_at) * 1000000)::int8 \
+                 ((extract(epoch FROM refilled_at) - 946684800) * 1000000)::int8 \
           FROM @extschema@.workflow_queue WHERE queue = $1 FOR UPDATE",
     args: &[TEXTOID],
 };
@@ -35,8 +37,10 @@ static RUNNING: Statement = Statement {
 };
 
 static SPEND: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_queue SET tokens = $2, refilled_at = now() WHERE queue = $1",
-    args: &[TEXTOID, FLOAT8OID],
+    sql: "UPDATE @extschema@.workflow_queue \
+          SET tokens = $2, refilled_at = timestamptz '2000-01-01 00:00:00+00' + $3 * interval '1 microsecond' \
+          WHERE queue = $1",
+    args: &[TEXTOID, FLOAT8OID, INT8OID],
 };
 
 // A rate limit that is new starts with a full bucket; a changed one keeps what is left
@@ -83,8 +87,9 @@ fn is_configured(client: &mut SpiClient<'_>, queue: &str) -> Result<bool> {
 /// What a claim on a limited queue may take, and what to write back once it has.
 pub struct Admission {
     pub allowed: i32,
-    /// The bucket after refilling (rate-limited queues): the claim spends from it.
-    bucket: Option<f64>,
+    /// The bucket after refilling (rate-limited queues) and the instant it was refilled
+    /// to: the claim spends from it.
+    bucket: Option<(f64, i64)>,
 }
 
 /// Admits a claim of up to `wanted` activities from `queue`; `None` for a queue with no
@@ -107,18 +112,22 @@ pub fn admit(client: &mut SpiClient<'_>, queue: &str, wanted: i32) -> Result<Opt
     let mut bucket = None;
     if let (Some(count), Some(per_us), Some(burst)) = (row.get::<i32>(3)?, row.get::<i64>(4)?, row.get::<f64>(5)?) {
         let tokens: f64 = row.get(6)?.unwrap_or(0.0);
-        let elapsed_us = row.get::<i64>(7)?.unwrap_or(0).max(0) as f64;
-        let refilled = (tokens + elapsed_us * count as f64 / per_us as f64).min(burst);
+        let refilled_at = row.get::<i64>(7)?.unwrap_or(0);
+        // The clock now, with the row locked — not now(), the transaction's start: a claim
+        // that waited for the lock would count from before the claim it waited for, and
+        // writing that earlier instant back would credit the same interval twice.
+        let at = unsafe { pg_sys::GetCurrentTimestamp() }.max(refilled_at);
+        let refilled = (tokens + (at - refilled_at) as f64 * count as f64 / per_us as f64).min(burst);
         allowed = allowed.min(refilled.floor() as i32);
-        bucket = Some(refilled);
+        bucket = Some((refilled, at));
     }
     Ok(Some(Admission { allowed: allowed.max(0), bucket }))
 }
 
 /// After the claim: takes what it claimed from the bucket.
 pub fn spend(client: &mut SpiClient<'_>, queue: &str, admission: &Admission, claimed: usize) -> Result<()> {
-    if let Some(tokens) = admission.bucket {
-        run(client, &SPEND, &[arg(queue), arg(tokens - claimed as f64)])?;
+    if let Some((tokens, at)) = admission.bucket {
+        run(client, &SPEND, &[arg(queue), arg(tokens - claimed as f64), arg(at)])?;
     }
     Ok(())
 }
