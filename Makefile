@@ -3,7 +3,7 @@
 #               with pg_workflow preloaded and run a demo workflow end to end
 #   make test   install what is missing and run every test
 
-.PHONY: run run-ts dashboard test lint soak bench bench-long deps install package stop clean
+.PHONY: run run-ts dashboard test lint soak bench bench-peers bench-long deps install package stop clean
 
 run: deps
 	scripts/install.sh
@@ -34,6 +34,10 @@ soak:
 # Throughput and pickup latency beside the raw-Postgres ceiling (not part of `make test`).
 bench:
 	scripts/bench.sh
+
+# pg_workflow beside pg-boss and graphile-worker, one cluster, one Node process (about 9 minutes).
+bench-peers:
+	scripts/bench-peers.sh
 
 # One million executions, to see throughput and table size stay flat (about 10 minutes).
 bench-long:

@@ -319,7 +319,10 @@ export class Worker {
         leaseExpiresAt: new Date(activity.lease_expires_at).getTime(),
         resolve,
       });
-      if (this.#pending.length >= (this.#options.completionBatchSize ?? 100)) this.#flush();
+      // Waiting for more to join the batch is pointless once every running handler has
+      // finished (a backlog drained 8 at a time waited the whole timer each round).
+      const full = Math.min(this.#options.completionBatchSize ?? 100, this.#running.size);
+      if (this.#pending.length >= full) this.#flush();
       else this.#flushTimer ??= setTimeout(() => this.#flush(), this.#options.completionBatchMs ?? 5);
     });
   }

@@ -68,6 +68,41 @@ test("4 workers finish 1,000 three-step executions with failures injected", asyn
   );
 });
 
+test("completions wait for a batch only while other handlers still run", async () => {
+  const config = await freshDatabase("pgw_ts_batch");
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let fastReturned = false;
+  const ids = await withClient(config, async (db) => {
+    const s = new WorkflowSql(db);
+    await s.define("ts_batch", { steps: [{ name: "a", activity: "a" }] });
+    return [await s.start("ts_batch", { held: true }), await s.start("ts_batch", { held: false })];
+  });
+  const status = (id: string) =>
+    withClient(config, async (db) => (await db.query("SELECT status FROM workflow_execution WHERE id = $1", [id])).rows[0].status);
+  // A batch window of ten minutes: only "every running handler has finished" can send early.
+  const worker = new Worker({
+    connection: config as pg.PoolConfig,
+    concurrency: 4,
+    completionBatchMs: 600_000,
+    handlers: {
+      a: async (input: { input: { held: boolean } }) => {
+        if (input.input.held) await held;
+        else fastReturned = true;
+        return null;
+      },
+    },
+  });
+  await worker.start();
+  await eventually("the fast handler to return", 30, async () => fastReturned);
+  assertEqual(await status(ids[1]!), "running", "the fast one's completion waits while the other handler runs");
+  release();
+  await eventually("both completed, without the ten-minute timer", 30, async () =>
+    (await status(ids[0]!)) === "completed" && (await status(ids[1]!)) === "completed",
+  );
+  await worker.stop();
+});
+
 /** Starts test/worker-process in a process of its own, with this runtime. */
 function workerProcess(config: pg.ClientConfig, env: Record<string, string> = {}) {
   return startProcess("worker-process", { PGWORKFLOW_WORKER_CONFIG: JSON.stringify(config), ...env });
