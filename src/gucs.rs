@@ -11,6 +11,7 @@ pub static MAX_SLEEP_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static RETENTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
+pub static QUIET_NOTIFY_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10);
 
 /// Sets one of Postgres' own settings from C strings (`set_config_option`): the
 /// engine's pinned search_path, and the background processes' session settings.
@@ -92,6 +93,21 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"workflow.quiet_notify_interval",
+        c"With the preload: a transaction that makes work claimable sends its own NOTIFY when pg_workflow sent none in the cluster for this long; 0: the dispatcher always sends them.",
+        c"Bounds how often a hot transaction takes the cluster-wide NOTIFY lock; the rest are relayed by the dispatcher, coalesced.",
+        &QUIET_NOTIFY_INTERVAL_MS,
+        0,
+        3_600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+}
+
+/// The quiet path's interval in microseconds (0: off).
+pub fn quiet_notify_interval_us() -> i64 {
+    QUIET_NOTIFY_INTERVAL_MS.get().max(0) as i64 * 1000
 }
 
 pub fn max_payload_bytes() -> usize {

@@ -43,6 +43,7 @@ impl Notifier {
                 Spi::connect_mut(|c| statements::send(c, channels, payloads, overflowed))
                     .unwrap_or_else(|e| pgrx::warning!("pg_workflow: notify: {e}"))
             });
+            crate::wake::relayed_notifications();
         }
         self.later.keys().next().map(|t| t - now)
     }
