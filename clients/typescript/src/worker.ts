@@ -97,6 +97,7 @@ interface Running {
 }
 
 interface Completion {
+  activity: ClaimedActivity;
   activityId: string;
   output: Json;
   attempt: number;
@@ -313,6 +314,7 @@ export class Worker {
   #complete(activity: ClaimedActivity, output: Json): Promise<void> {
     return new Promise((resolve) => {
       this.#pending.push({
+        activity,
         activityId: activity.activity_id,
         output,
         attempt: activity.attempt,
@@ -344,10 +346,18 @@ export class Worker {
         batch.forEach((c) => c.resolve());
         return;
       } catch (error) {
-        if (error instanceof PgWorkflowError && error.sqlstate !== undefined) {
+        // Refused, by the server or before the call: find which one, alone.
+        if (error instanceof PgWorkflowError) {
           if (batch.length === 1) {
-            this.#report(error); // stale: another attempt owns it now
-            batch[0]!.resolve();
+            const c = batch[0]!;
+            this.#report(error);
+            // A stale claim: another attempt owns it now. Anything else was refused in the
+            // output itself (not JSON, over workflow.max_payload_bytes): the same output
+            // would be refused again, so the attempt fails with that error, for good.
+            if (!(error instanceof ConflictError)) {
+              await this.#fail(c.activity, new NonRetryableFailure(error.message, { type: error.name, cause: error }));
+            }
+            c.resolve();
             return;
           }
           for (const c of batch) await this.#send([c]);

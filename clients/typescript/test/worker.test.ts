@@ -103,6 +103,60 @@ test("completions wait for a batch only while other handlers still run", async (
   await worker.stop();
 });
 
+test("an output that cannot be stored fails its own attempt for good; the rest of its batch completes", async () => {
+  const config = await freshDatabase("pgw_ts_bad_output");
+  const ids = await withClient(config, async (db) => {
+    // Outputs over 1 kB are refused by the server (54000) in this database.
+    await db.query(`ALTER DATABASE ${config.database} SET workflow.max_payload_bytes = 1024`);
+    const s = new WorkflowSql(db);
+    await s.define("ts_out", { steps: [{ name: "a", activity: "a", retry: { max_attempts: 3 } }] });
+    const ids: Record<string, string> = {};
+    for (const kind of ["undefined", "large", "good1", "good2"]) ids[kind] = await s.start("ts_out", { kind });
+    return ids;
+  });
+  const errors: unknown[] = [];
+  const worker = new Worker({
+    connection: config as pg.PoolConfig,
+    concurrency: 4,
+    completionBatchMs: 50, // all four in one batch
+    onError: (e) => errors.push(e),
+    handlers: {
+      a: async (input: { input: { kind: string } }) => {
+        switch (input.input.kind) {
+          case "undefined":
+            return { summary: undefined } as never; // a common slip: JSON has no undefined
+          case "large":
+            return { text: "x".repeat(2000) };
+          default:
+            return { ok: true };
+        }
+      },
+    },
+  });
+  await worker.start();
+  const row = (id: string) =>
+    withClient(config, async (db) =>
+      (await db.query("SELECT e.status, a.attempt, a.error FROM workflow_execution e JOIN workflow_activity a ON a.execution_id = e.id WHERE e.id = $1", [id])).rows[0],
+    );
+  // Within the lease (60 s): before, the batch was retried as if the connection were lost
+  // until every lease in it ran out, the good results with it.
+  await eventually("all four finished", 30, async () => {
+    const rows = await Promise.all(Object.values(ids).map(row));
+    return rows.every((r) => r.status === "completed" || r.status === "failed");
+  });
+  await worker.stop();
+  for (const kind of ["good1", "good2"]) assertEqual((await row(ids[kind]!)).status, "completed", kind);
+  const undef = await row(ids["undefined"]!);
+  assertEqual(undef.status, "failed", "the undefined output");
+  assertEqual(undef.attempt, 1, "not retried: the same output would be refused again");
+  assertEqual(undef.error.type, "InvalidArgumentError");
+  assert(String(undef.error.message).includes("output.summary is undefined"), `names the field: ${undef.error.message}`);
+  const large = await row(ids["large"]!);
+  assertEqual(large.status, "failed", "the large output");
+  assertEqual(large.error.type, "PayloadTooLargeError");
+  assert(errors.length >= 2, "both refusals reported to onError");
+});
+
 /** Starts test/worker-process in a process of its own, with this runtime. */
 function workerProcess(config: pg.ClientConfig, env: Record<string, string> = {}) {
   return startProcess("worker-process", { PGWORKFLOW_WORKER_CONFIG: JSON.stringify(config), ...env });
