@@ -619,7 +619,7 @@ static RETRY: Statement = Statement {
           SET status = 'scheduled', error = $2, scheduled_at = now() + $3::float8 * interval '1 microsecond', \
               worker_id = NULL, lease_expires_at = NULL \
           WHERE id = $1 \
-          RETURNING queue, kind, ((extract(epoch FROM scheduled_at) - 946684800) * 1000000)::int8",
+          RETURNING queue, kind, scheduled_at",
     args: &[UUIDOID, JSONBOID, INT8OID],
 };
 
@@ -731,7 +731,7 @@ pub fn apply_failure(
             let rows = run(client, &RETRY, &[arg(act.id), arg(JsonB(error)), arg(delay)])?;
             if let Some(row) = rows.into_iter().next() {
                 let (queue, kind): (Option<String>, Option<String>) = (row.get(1)?, row.get(2)?);
-                let due = row.get::<i64>(3)?.unwrap_or(0);
+                let due = row.get::<pgrx::datum::TimestampWithTimeZone>(3)?.map_or(0, pg_sys::TimestampTz::from);
                 if kind.as_deref() == Some("task") {
                     wake::queue_ready(&queue.unwrap_or_default(), due);
                 } else {

@@ -12,6 +12,7 @@ use super::arg;
 use super::plan::{run, Statement};
 use crate::error::{Result, WorkflowError};
 use crate::model::interval::parse_positive_json;
+use pgrx::datum::{clock_timestamp, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::pg_sys::BuiltinOid::*;
 use pgrx::spi::SpiClient;
@@ -21,11 +22,8 @@ use std::collections::HashSet;
 
 static CONFIGURED: Statement = Statement { sql: "SELECT queue FROM @extschema@.workflow_queue", args: &[] };
 
-// refilled_at as microseconds since 2000-01-01 (PostgreSQL's own timestamp origin), to
-// compare with the clock read once the row is locked.
 static LOCK: Statement = Statement {
-    sql: "SELECT paused, max_running, rate_count, rate_per_us, burst, tokens, \
-                 ((extract(epoch FROM refilled_at) - 946684800) * 1000000)::int8 \
+    sql: "SELECT paused, max_running, rate_count, rate_per_us, burst, tokens, refilled_at \
           FROM @extschema@.workflow_queue WHERE queue = $1 FOR UPDATE",
     args: &[TEXTOID],
 };
@@ -37,10 +35,8 @@ static RUNNING: Statement = Statement {
 };
 
 static SPEND: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_queue \
-          SET tokens = $2, refilled_at = timestamptz '2000-01-01 00:00:00+00' + $3 * interval '1 microsecond' \
-          WHERE queue = $1",
-    args: &[TEXTOID, FLOAT8OID, INT8OID],
+    sql: "UPDATE @extschema@.workflow_queue SET tokens = $2, refilled_at = $3 WHERE queue = $1",
+    args: &[TEXTOID, FLOAT8OID, TIMESTAMPTZOID],
 };
 
 // A rate limit that is new starts with a full bucket; a changed one keeps what is left
@@ -89,7 +85,7 @@ pub struct Admission {
     pub allowed: i32,
     /// The bucket after refilling (rate-limited queues) and the instant it was refilled
     /// to: the claim spends from it.
-    bucket: Option<(f64, i64)>,
+    bucket: Option<(f64, TimestampWithTimeZone)>,
 }
 
 /// Admits a claim of up to `wanted` activities from `queue`; `None` for a queue with no
@@ -112,12 +108,15 @@ pub fn admit(client: &mut SpiClient<'_>, queue: &str, wanted: i32) -> Result<Opt
     let mut bucket = None;
     if let (Some(count), Some(per_us), Some(burst)) = (row.get::<i32>(3)?, row.get::<i64>(4)?, row.get::<f64>(5)?) {
         let tokens: f64 = row.get(6)?.unwrap_or(0.0);
-        let refilled_at = row.get::<i64>(7)?.unwrap_or(0);
         // The clock now, with the row locked — not now(), the transaction's start: a claim
         // that waited for the lock would count from before the claim it waited for, and
         // writing that earlier instant back would credit the same interval twice.
-        let at = unsafe { pg_sys::GetCurrentTimestamp() }.max(refilled_at);
-        let refilled = (tokens + (at - refilled_at) as f64 * count as f64 / per_us as f64).min(burst);
+        let clock = clock_timestamp();
+        let refilled_at = row.get::<TimestampWithTimeZone>(7)?.unwrap_or(clock);
+        let at =
+            if pg_sys::TimestampTz::from(clock) > pg_sys::TimestampTz::from(refilled_at) { clock } else { refilled_at };
+        let elapsed_us = pg_sys::TimestampTz::from(at) - pg_sys::TimestampTz::from(refilled_at);
+        let refilled = (tokens + elapsed_us as f64 * count as f64 / per_us as f64).min(burst);
         allowed = allowed.min(refilled.floor() as i32);
         bucket = Some((refilled, at));
     }
