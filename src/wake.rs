@@ -179,7 +179,6 @@ pub fn enabled() -> bool {
 #[derive(Default)]
 struct Pending {
     registered: bool,
-    wake: bool,
     timers: bool,
     events: Vec<Event>,
 }
@@ -217,7 +216,6 @@ fn at_commit(note: impl FnOnce(&mut Pending)) {
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         ensure_registered(&mut p);
-        p.wake = true;
         note(&mut p);
     });
 }
@@ -344,8 +342,8 @@ pub fn notify(channel: &str, payload: &str) {
 /// database's dispatcher.
 fn publish() {
     let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
-    // Nothing left when the quiet path sent it all: the dispatcher is not woken.
-    if !pending.wake || (pending.events.is_empty() && !pending.timers) {
+    // Nothing to hand over (or the quiet path sent it all): the dispatcher is not woken.
+    if pending.events.is_empty() && !pending.timers {
         return;
     }
     let db = my_database();
