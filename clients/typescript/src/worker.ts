@@ -98,12 +98,11 @@ interface Running {
 
 interface Completion {
   activity: ClaimedActivity;
-  activityId: string;
   output: Json;
-  attempt: number;
-  leaseExpiresAt: number;
   resolve: () => void;
 }
+
+const leaseExpiresAt = (c: Completion) => new Date(c.activity.lease_expires_at).getTime();
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -313,14 +312,7 @@ export class Worker {
 
   #complete(activity: ClaimedActivity, output: Json): Promise<void> {
     return new Promise((resolve) => {
-      this.#pending.push({
-        activity,
-        activityId: activity.activity_id,
-        output,
-        attempt: activity.attempt,
-        leaseExpiresAt: new Date(activity.lease_expires_at).getTime(),
-        resolve,
-      });
+      this.#pending.push({ activity, output, resolve });
       // Waiting for more to join the batch is pointless once every running handler has
       // finished (a backlog drained 8 at a time waited the whole timer each round).
       const full = Math.min(this.#options.completionBatchSize ?? 100, this.#running.size);
@@ -342,7 +334,9 @@ export class Worker {
   async #send(batch: Completion[]): Promise<void> {
     for (;;) {
       try {
-        await this.#sql.completeActivities(batch.map(({ activityId, output, attempt }) => ({ activityId, output, attempt })));
+        await this.#sql.completeActivities(
+          batch.map(({ activity, output }) => ({ activityId: activity.activity_id, output, attempt: activity.attempt })),
+        );
         batch.forEach((c) => c.resolve());
         return;
       } catch (error) {
@@ -365,8 +359,8 @@ export class Worker {
         }
         // The connection is gone (a restart?): retry while a lease can still be valid.
         this.#report(error);
-        const live = batch.filter((c) => c.leaseExpiresAt > Date.now());
-        batch.filter((c) => c.leaseExpiresAt <= Date.now()).forEach((c) => c.resolve());
+        const live = batch.filter((c) => leaseExpiresAt(c) > Date.now());
+        batch.filter((c) => leaseExpiresAt(c) <= Date.now()).forEach((c) => c.resolve());
         if (live.length === 0) return;
         batch = live;
         await sleep(250);
