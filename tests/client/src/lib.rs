@@ -33,27 +33,38 @@ pub fn empty_database_on(base: &str, name: &str) -> String {
     format!("{base} dbname={name}")
 }
 
-/// Waits up to `timeout` for the next notification on a LISTENing connection.
-pub fn next_notification(listener: &mut Client, timeout: std::time::Duration) -> Option<(String, String)> {
+/// Waits up to `timeout` for the next notification on a LISTENing connection, with the
+/// pid of the backend that sent it.
+pub fn next_notice(listener: &mut Client, timeout: std::time::Duration) -> Option<postgres::Notification> {
     use fallible_iterator::FallibleIterator;
     let mut notifications = listener.notifications();
     let mut it = notifications.timeout_iter(timeout);
-    it.next().expect("read notifications").map(|n| (n.channel().to_owned(), n.payload().to_owned()))
+    it.next().expect("read notifications")
+}
+
+/// Waits up to `timeout` for the next notification's channel and payload.
+pub fn next_notification(listener: &mut Client, timeout: std::time::Duration) -> Option<(String, String)> {
+    next_notice(listener, timeout).map(|n| (n.channel().to_owned(), n.payload().to_owned()))
 }
 
 /// Every notification the listener gets before a marker that `sender` sends now: as
 /// notifications arrive in commit order, these are all that earlier transactions sent.
-pub fn notifications_before_marker(listener: &mut Client, sender: &mut Client) -> Vec<(String, String)> {
+pub fn notices_before_marker(listener: &mut Client, sender: &mut Client) -> Vec<postgres::Notification> {
     listener.batch_execute("LISTEN pgw_test_marker").unwrap();
     sender.batch_execute("NOTIFY pgw_test_marker").unwrap();
     let mut seen = Vec::new();
     loop {
-        match next_notification(listener, std::time::Duration::from_secs(30)) {
-            Some((channel, _)) if channel == "pgw_test_marker" => return seen,
+        match next_notice(listener, std::time::Duration::from_secs(30)) {
+            Some(n) if n.channel() == "pgw_test_marker" => return seen,
             Some(n) => seen.push(n),
             None => panic!("the marker notification did not arrive within 30 s (seen: {seen:?})"),
         }
     }
+}
+
+/// The channel and payload of each of `notices_before_marker`.
+pub fn notifications_before_marker(listener: &mut Client, sender: &mut Client) -> Vec<(String, String)> {
+    notices_before_marker(listener, sender).iter().map(|n| (n.channel().to_owned(), n.payload().to_owned())).collect()
 }
 
 /// Runs `scripts/cluster.sh ACTION` on the test cluster (PGWORKFLOW_TEST_PGDATA):

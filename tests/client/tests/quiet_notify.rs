@@ -4,19 +4,16 @@
 //! relays it; under a burst at most one transaction per interval notifies itself and the
 //! dispatcher relays the rest.
 
-use fallible_iterator::FallibleIterator;
-use pg_workflow_client_tests::{connect, fresh_database};
+use pg_workflow_client_tests::{connect, fresh_database, next_notice, notices_before_marker};
 use postgres::Client;
 use std::time::{Duration, Instant};
 
-/// The next notification on `channel` with `payload`, and the pid of the backend that sent it.
+/// The pid of the backend that sent the next notification on `channel` with `payload`.
 fn next_sender(listener: &mut Client, channel: &str, payload: &str) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left = deadline.checked_duration_since(Instant::now()).expect("no notification within 30 s");
-        let mut notifications = listener.notifications();
-        let mut it = notifications.timeout_iter(left);
-        match it.next().expect("read notifications") {
+        match next_notice(listener, left) {
             Some(n) if n.channel() == channel && n.payload() == payload => return n.process_id(),
             Some(_) => continue,
             None => panic!("no {channel} {payload} within 30 s"),
@@ -24,21 +21,9 @@ fn next_sender(listener: &mut Client, channel: &str, payload: &str) -> i32 {
     }
 }
 
-/// Every notification's sender until a marker sent now (commit order: all that earlier
-/// transactions sent themselves).
+/// The sender of every notification before a marker sent now.
 fn senders_before_marker(listener: &mut Client, sender: &mut Client) -> Vec<i32> {
-    listener.batch_execute("LISTEN pgw_quiet_marker").unwrap();
-    sender.batch_execute("NOTIFY pgw_quiet_marker").unwrap();
-    let mut senders = Vec::new();
-    let mut notifications = listener.notifications();
-    let mut it = notifications.timeout_iter(Duration::from_secs(30));
-    while let Some(n) = it.next().expect("read notifications") {
-        if n.channel() == "pgw_quiet_marker" {
-            return senders;
-        }
-        senders.push(n.process_id());
-    }
-    panic!("the marker did not arrive within 30 s");
+    notices_before_marker(listener, sender).iter().map(|n| n.process_id()).collect()
 }
 
 #[test]
