@@ -119,7 +119,7 @@ fn exercise_the_engine() {
     run(&format!("SELECT workflow_graph('{dag}'), workflow_graph('{client}', 'dot')"));
     // What only the dispatcher runs: its next due time, sql steps due, retention, NOTIFYs.
     Spi::connect_mut(|c| {
-        crate::engine::dispatch::next_due(c).unwrap();
+        crate::engine::dispatch::next_due(c, true).unwrap();
         crate::engine::dispatch::sql_due(c).unwrap();
         crate::engine::dispatch::purge(c, 1, 10).unwrap();
         crate::engine::notices::send(c, vec!["plan_test".into()], vec!["x".into()], true).unwrap();

@@ -122,7 +122,19 @@ fn sleep_until_reads_a_timestamp_from_the_input() {
 
 /// What the dispatcher asks after every pass: how long until something is due.
 fn next_due() -> Option<i64> {
-    Spi::connect_mut(crate::engine::dispatch::next_due).expect("next_due failed")
+    Spi::connect_mut(|c| crate::engine::dispatch::next_due(c, true)).expect("next_due failed")
+}
+
+#[pg_test]
+fn a_due_sql_step_is_the_runners_work_while_one_runs() {
+    // A step being run stays 'scheduled' until its transaction commits: while the
+    // dispatcher's runner is there, the step must not make the dispatcher's next pass
+    // due at once, or the dispatcher passes every millisecond for as long as it runs.
+    define("stored", r#"{"steps": [{"name": "store", "sql": "SELECT 1"}]}"#);
+    run("SELECT workflow_start('stored')");
+    assert!(next_due().is_some_and(|us| us <= 0), "due now, for a dispatcher without a runner");
+    let with_runner = Spi::connect_mut(|c| crate::engine::dispatch::next_due(c, false)).expect("next_due failed");
+    assert_eq!(with_runner, None, "nothing else waits: the runner has the step");
 }
 
 #[pg_test]

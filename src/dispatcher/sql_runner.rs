@@ -20,6 +20,8 @@ pub fn start(db: pg_sys::Oid) -> Option<DynamicBackgroundWorker> {
         .set_function("pg_workflow_sql_runner_main")
         .set_argument(Some(pg_sys::Datum::from(db.to_u32())))
         .enable_spi_access()
+        // The postmaster sets the dispatcher's latch when the runner starts and exits.
+        .set_notify_pid(unsafe { pg_sys::MyProcPid })
         .load_dynamic()
         .ok()
 }
@@ -41,7 +43,11 @@ pub extern "C-unwind" fn pg_workflow_sql_runner_main(arg: pg_sys::Datum) {
         pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(postgres_die));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
-    connect(database_oid(arg));
+    let db = database_oid(arg);
+    connect(db);
+    if crate::wake::is_held(db.to_u32()) {
+        return; // a DROP DATABASE (or the like) started while the postmaster started us
+    }
     loop {
         // A SIGTERM between steps ends the process here (FATAL, nothing half done).
         pgrx::check_for_interrupts!();

@@ -9,7 +9,7 @@ use crate::engine::extension::LIBRARY_VERSION;
 use crate::gucs;
 use crate::model::interval;
 use crate::wake;
-use pgrx::bgworkers::{BackgroundWorker, DynamicBackgroundWorker, SignalWakeFlags};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerStatus, DynamicBackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::time::{Duration, Instant};
@@ -34,7 +34,10 @@ struct Pass {
     busy: bool,
 }
 
-fn run_pass() -> Option<Pass> {
+/// One pass. While this dispatcher's runner is alive, due sql steps are its work: they
+/// do not make the dispatcher's next pass due (a step running for minutes stays
+/// 'scheduled' until it commits), and the runner's exit wakes the dispatcher.
+fn run_pass(runner_alive: bool) -> Option<Pass> {
     let batch = gucs::BATCH_SIZE.get();
     guarded("dispatch pass", || {
         Spi::connect_mut(|c| -> crate::error::Result<Pass> {
@@ -46,7 +49,7 @@ fn run_pass() -> Option<Pass> {
                     Err(e) => pgrx::warning!("pg_workflow: workflow.retention {e}; nothing is deleted"),
                 }
             }
-            Ok(Pass { next_due: dispatch::next_due(c)?, sql_due: dispatch::sql_due(c)?, busy })
+            Ok(Pass { next_due: dispatch::next_due(c, !runner_alive)?, sql_due: dispatch::sql_due(c)?, busy })
         })
         .map_err(|e| pgrx::warning!("pg_workflow: dispatch pass: {e}"))
         .ok()
@@ -81,6 +84,11 @@ pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
     let mut told_outdated = false;
     loop {
         reload_if_asked();
+        if runner.as_ref().is_some_and(|r| !is_alive(r)) {
+            // It ran every step that was due, or died: see whether more are.
+            runner = None;
+            next_pass = Instant::now();
+        }
         let drained = wake::drain(db.to_u32());
         if drained.held {
             // A statement needs this database to itself (DROP DATABASE, ...): leave, as a
@@ -105,11 +113,16 @@ pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
                     pgrx::log!("pg_workflow: waiting for ALTER EXTENSION pg_workflow UPDATE (objects {version}, library {LIBRARY_VERSION})");
                 }
                 told_outdated = !current;
-                let pass = if current { run_pass() } else { None };
+                let pass = if current { run_pass(runner.is_some()) } else { None };
                 match pass {
                     Some(pass) => {
-                        if pass.sql_due && runner.as_ref().is_none_or(|r| r.pid().is_err()) {
+                        if pass.sql_due && runner.is_none() {
                             runner = sql_runner::start(db);
+                            if runner.is_none() {
+                                // No background worker slot free: try again in a while
+                                // rather than at once.
+                                until_next = Duration::from_millis(100);
+                            }
                         }
                         if pass.busy {
                             until_next = Duration::ZERO;
@@ -134,12 +147,19 @@ pub extern "C-unwind" fn pg_workflow_dispatcher_main(arg: pg_sys::Datum) {
     wake::leave_slot(db.to_u32(), false);
 }
 
-/// Stops this database's sql runner, if one runs: its step is rolled back and runs again
-/// when a dispatcher is back.
+/// Whether the runner is running or about to: the postmaster has not started a worker
+/// it was asked for yet. Counting that as gone started a second runner, which queued
+/// behind the first's step, and left one the dispatcher no longer knew of (it then
+/// kept a DROP DATABASE waiting).
+fn is_alive(runner: &DynamicBackgroundWorker) -> bool {
+    matches!(runner.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted))
+}
+
+/// Stops this database's sql runner, if one runs or is about to: its step is rolled
+/// back and runs again when a dispatcher is back. (The postmaster does not start a
+/// worker asked to terminate before it started.)
 fn stop_runner(runner: Option<DynamicBackgroundWorker>) {
     if let Some(runner) = runner {
-        if runner.pid().is_ok() {
-            let _ = runner.terminate();
-        }
+        let _ = runner.terminate();
     }
 }

@@ -65,7 +65,7 @@ static NEXT_DUE: Statement = Statement {
             (SELECT min(lease_expires_at) FROM @extschema@.workflow_activity WHERE status = 'running'), \
             (SELECT min(expires_at) FROM @extschema@.workflow_activity \
               WHERE expires_at IS NOT NULL AND status IN ('scheduled', 'running')), \
-            (SELECT min(scheduled_at) FROM @extschema@.workflow_activity WHERE kind = 'sql' AND status = 'scheduled'), \
+            (SELECT min(scheduled_at) FROM @extschema@.workflow_activity WHERE $1 AND kind = 'sql' AND status = 'scheduled'), \
             (SELECT min(deadline) FROM @extschema@.workflow_execution WHERE status = 'running' AND deadline IS NOT NULL), \
             (SELECT min(started_at) FROM @extschema@.workflow_execution WHERE status = 'pending'), \
             (SELECT min(next_fire_at) FROM @extschema@.workflow_schedule WHERE NOT paused), \
@@ -74,7 +74,7 @@ static NEXT_DUE: Statement = Statement {
                 (SELECT FROM @extschema@.workflow_execution e \
                  WHERE e.id = s.last_execution AND e.status IN ('pending', 'running')) LIMIT 1) \
           ) AS due) next",
-    args: &[],
+    args: &[BOOLOID],
 };
 static SQL_DUE: Statement = Statement {
     sql: "SELECT EXISTS (SELECT FROM @extschema@.workflow_activity \
@@ -90,9 +90,10 @@ static PURGE: Statement = Statement {
     args: &[INT8OID, INT4OID],
 };
 
-/// Microseconds until something is due, if anything waits.
-pub fn next_due(client: &mut SpiClient<'_>) -> Result<Option<i64>> {
-    Ok(run(client, &NEXT_DUE, &[])?.next().and_then(|r| r.get::<i64>(1).ok().flatten()))
+/// Microseconds until something is due, if anything waits; sql steps count only with
+/// `with_sql_steps` (not while a runner is there to run them).
+pub fn next_due(client: &mut SpiClient<'_>, with_sql_steps: bool) -> Result<Option<i64>> {
+    Ok(run(client, &NEXT_DUE, &[arg(with_sql_steps)])?.next().and_then(|r| r.get::<i64>(1).ok().flatten()))
 }
 
 /// Whether an sql step is due (the dispatcher then starts its runner).

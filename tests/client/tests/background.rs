@@ -329,6 +329,47 @@ fn an_sql_step_times_out_and_a_long_one_does_not_stall_dispatch() {
     );
 }
 
+/// CPU time used by process `pid` so far, in clock ticks (1/100 s on Linux).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command (which may hold spaces) in parentheses; utime and stime
+    // are fields 14 and 15, the 12th and 13th after it.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_dispatcher_sleeps_while_its_sql_runner_runs_a_long_step() {
+    let url = fresh_database("pgw_bg_sql_idle");
+    let mut db = connect(&url);
+    db.batch_execute(
+        r#"SELECT workflow_define('long', '{"steps": [{"name": "slow", "sql": "SELECT pg_sleep(600)"}]}');
+                        SELECT workflow_start('long');"#,
+    )
+    .unwrap();
+    runner_sleeping_in_a_step(&mut db);
+    let dispatcher: i32 = db
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_workflow dispatcher' AND datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // The running step stays 'scheduled' until it commits. Counted as due, it made the
+    // dispatcher pass every millisecond for as long as the step ran (0.4 s of CPU in
+    // these 3 s); with nothing else due it passes once per workflow.max_sleep.
+    let before = cpu_ticks(dispatcher);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(dispatcher) - before;
+    assert!(used <= 10, "the dispatcher used {used}/100 s of CPU in 3 s while a step ran and nothing else was due");
+    db.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql runner' \
+         AND datname = current_database()",
+    )
+    .unwrap();
+}
+
 #[test]
 fn the_launcher_follows_settings_and_the_extension_coming_and_going() {
     let url = fresh_database("pgw_bg_launcher");
