@@ -10,7 +10,8 @@
 //! execution that becomes claimable by itself when the lease runs out, through the same
 //! index as a ready one (no lease column is indexed). Something finishing during the
 //! turn sets `ready_at` to now (`advance::MARK_READY`), so releasing the turn leaves the
-//! execution ready for another replay at once.
+//! execution ready for another replay at once; an activity failing during the turn, with
+//! its retry due later, leaves it ready for when the retry is due.
 
 use super::arg;
 use super::plan::{run, Statement};
@@ -51,25 +52,44 @@ static CLAIM: Statement = Statement {
 };
 
 // A turn is the caller's while its token is the current one, even after the lease ran
-// out, as long as nobody claimed the execution since. ready_at stays where something
-// finishing put it (<= now), else it moves with the lease.
+// out, as long as nobody claimed the execution since. ready_at moves with the lease only
+// while it is parked there (equal to the lease's end, still ahead); where something
+// finishing put it (now) or a retry's due time (advance::READY_FOR_RETRY) stays. A retry
+// due after the lease's end was folded into the parked value: it is looked up again, so
+// that neither moving nor releasing the turn forgets it.
+macro_rules! next_retry {
+    () => {
+        "(SELECT min(a.scheduled_at) FROM @extschema@.workflow_activity a \
+          WHERE a.execution_id = $1 AND a.status = 'scheduled' AND a.attempt > 0 AND a.scheduled_at > now())"
+    };
+}
 static RENEW: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_execution \
+    sql: concat!(
+        "UPDATE @extschema@.workflow_execution \
           SET replay_lease_expires_at = now() + $3, \
-              ready_at = CASE WHEN ready_at <= now() THEN ready_at ELSE now() + $3 END \
+              ready_at = CASE WHEN ready_at = replay_lease_expires_at AND ready_at > now() \
+                              THEN least(now() + $3, ",
+        next_retry!(),
+        ") ELSE ready_at END \
           WHERE id = $1 AND replay_token = $2 AND replay_worker IS NOT NULL AND status = 'running' \
             AND ($4::text IS NULL OR tenant_id = $4) \
-          RETURNING id",
+          RETURNING id"
+    ),
     args: &[UUIDOID, INT4OID, INTERVALOID, TEXTOID],
 };
 
 static RELEASE: Statement = Statement {
-    sql: "UPDATE @extschema@.workflow_execution \
+    sql: concat!(
+        "UPDATE @extschema@.workflow_execution \
           SET replay_worker = NULL, replay_lease_expires_at = NULL, \
-              ready_at = CASE WHEN ready_at <= now() THEN ready_at END \
+              ready_at = CASE WHEN ready_at = replay_lease_expires_at AND ready_at > now() \
+                              THEN ",
+        next_retry!(),
+        " ELSE ready_at END \
           WHERE id = $1 AND replay_token = $2 AND replay_worker IS NOT NULL \
             AND ($3::text IS NULL OR tenant_id = $3) \
-          RETURNING id",
+          RETURNING id"
+    ),
     args: &[UUIDOID, INT4OID, TEXTOID],
 };
 

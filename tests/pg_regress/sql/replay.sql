@@ -59,6 +59,34 @@ SELECT workflow_complete(:'id', '"done"', 4) AS completed;
 SELECT status, output, replay_worker IS NULL AS turn_over FROM workflow_execution WHERE id = :'id';
 SELECT workflow_complete(:'id', '"done"', 4) AS completed_again;
 
+-- An activity that fails during a turn, its retry due after the turn ends: renewing and
+-- releasing the turn keep the execution ready for when the retry is due (the release
+-- forgot it, and the execution waited for ever). First a retry due before the lease ends,
+-- then one due after it.
+SELECT workflow_start('rp_doc', '{"doc": 3}', 'doc-3', '{"client_driven": true}') AS id3 \gset
+SELECT lease_token AS t3 FROM workflow_claim_executions(ARRAY['rp_doc'], 'proc-a', 10, '1 hour') \gset
+SELECT workflow_schedule_activity(:'id3', 'fetch', 'http.fetch', '{}',
+    format('{"lease_token": %s, "retry": {"initial_interval": "1 minute"}}', :t3)::jsonb) AS fetch3 \gset
+SELECT attempt FROM workflow_claim_activity(:'fetch3', 'proc-a', '30 seconds');
+SELECT workflow_fail_activity(:'fetch3', '{"type": "Flaky", "message": "try again"}', 1);
+SELECT workflow_renew_execution(:'id3', :t3, '1 hour') AS renewed;
+SELECT e.ready_at = a.scheduled_at AS renewing_keeps_the_retry
+FROM workflow_execution e JOIN workflow_activity a ON a.execution_id = e.id WHERE a.id = :'fetch3';
+SELECT workflow_release_execution(:'id3', :t3) AS released;
+SELECT e.ready_at = a.scheduled_at AS ready_when_the_retry_is_due
+FROM workflow_execution e JOIN workflow_activity a ON a.execution_id = e.id WHERE a.id = :'fetch3';
+UPDATE workflow_activity SET scheduled_at = now() - interval '1 second' WHERE id = :'fetch3';
+UPDATE workflow_execution SET ready_at = now() - interval '1 second' WHERE id = :'id3';
+SELECT lease_token AS t3 FROM workflow_claim_executions(ARRAY['rp_doc'], 'proc-a', 10, '1 minute') \gset
+SELECT attempt FROM workflow_claim_activity(:'fetch3', 'proc-a', '30 seconds');
+SELECT workflow_fail_activity(:'fetch3', '{"type": "Flaky", "message": "again"}', 2);
+SELECT workflow_renew_execution(:'id3', :t3, '1 minute') AS renewed;
+SELECT e.ready_at < a.scheduled_at AS parked_at_the_lease_end
+FROM workflow_execution e JOIN workflow_activity a ON a.execution_id = e.id WHERE a.id = :'fetch3';
+SELECT workflow_release_execution(:'id3', :t3) AS released;
+SELECT e.ready_at = a.scheduled_at AS ready_when_the_later_retry_is_due
+FROM workflow_execution e JOIN workflow_activity a ON a.execution_id = e.id WHERE a.id = :'fetch3';
+
 -- Client-driven children: the parent's step waits for the child; the child's end
 -- completes the step and makes the parent ready; cancelling the parent cancels it.
 SELECT workflow_start('rp_parent', '{}', NULL, '{"client_driven": true}') AS parent \gset
