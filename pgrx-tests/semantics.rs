@@ -126,6 +126,21 @@ fn next_due() -> Option<i64> {
 }
 
 #[pg_test]
+fn only_labelled_executions_enter_the_labels_index() {
+    // An entry for '{}' cost every start and every finish a GIN insert and an update of
+    // the index's metapage, a page every starting and finishing transaction wrote.
+    run("CREATE EXTENSION pgstattuple");
+    define("unlabelled", r#"{"steps": [{"name": "a", "activity": "a"}]}"#);
+    let entries = || one::<i64>("SELECT pending_tuples FROM pgstatginindex('workflow_execution_labels')");
+    let before = entries();
+    run("SELECT workflow_start('unlabelled') FROM generate_series(1, 10)");
+    run(r#"SELECT workflow_start('unlabelled', '{}', NULL, '{"labels": {"team": "search"}}')"#);
+    assert_eq!(entries() - before, 1, "one labelled start, ten without labels");
+    run("SELECT workflow_cancel(id, 'enough') FROM workflow_execution WHERE workflow_type = 'unlabelled'");
+    assert_eq!(entries() - before, 2, "finishing rewrote the labelled row alone in the index");
+}
+
+#[pg_test]
 fn a_due_sql_step_is_the_runners_work_while_one_runs() {
     // A step being run stays 'scheduled' until its transaction commits: while the
     // dispatcher's runner is there, the step must not make the dispatcher's next pass

@@ -110,7 +110,10 @@ CREATE TRIGGER workflow_attempt_ended AFTER UPDATE ON @extschema@.workflow_activ
     EXECUTE FUNCTION @extschema@.workflow_attempt_ended();
 
 CREATE INDEX workflow_execution_type ON @extschema@.workflow_execution (workflow_type, id);
-CREATE INDEX workflow_execution_labels ON @extschema@.workflow_execution USING gin (labels jsonb_path_ops);
+-- Only labelled executions: an empty '{}' would cost every start and finish a GIN entry
+-- (and its metapage update, ~170 bytes of WAL, one page every starter writes).
+CREATE INDEX workflow_execution_labels ON @extschema@.workflow_execution USING gin (labels jsonb_path_ops)
+    WHERE labels OPERATOR(pg_catalog.<>) '{}'::pg_catalog.jsonb;
 CREATE INDEX workflow_execution_open ON @extschema@.workflow_execution (workflow_type, status)
     WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running']);
 CREATE INDEX workflow_activity_signal_wait ON @extschema@.workflow_activity (activity_type, created_at)

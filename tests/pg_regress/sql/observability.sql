@@ -70,6 +70,17 @@ SELECT count(*) AS first_page FROM workflow_list('{"labels": {"batch": "p"}}', 2
 SELECT id AS page_end FROM workflow_list('{"labels": {"batch": "p"}}', 2) ORDER BY id LIMIT 1 \gset
 SELECT count(*) AS second_page, bool_and(id < :'page_end') AS older FROM workflow_list('{"labels": {"batch": "p"}}', 2, :'page_end');
 SELECT labels->>'n' AS n FROM workflow_list('{"workflow_type": "obs_doc", "status": ["running"], "labels": {"batch": "p"}}', 10) ORDER BY 1;
+SELECT count(*) = (SELECT count(*) FROM workflow_execution) AS empty_labels_filter_lists_every_execution
+FROM workflow_list('{"labels": {}}', 1000);
+-- The labels' index holds labelled executions only; a labels filter still reads it.
+SET enable_seqscan = off;
+SET enable_indexscan = off;
+SELECT coalesce(idx_scan, 0) AS labels_scans FROM pg_stat_user_indexes WHERE indexrelname = 'workflow_execution_labels' \gset
+SELECT count(*) AS labelled FROM workflow_list('{"labels": {"batch": "p"}}', 10);
+SELECT pg_stat_force_next_flush();
+SELECT idx_scan > :labels_scans AS read_the_labels_index FROM pg_stat_user_indexes WHERE indexrelname = 'workflow_execution_labels';
+RESET enable_seqscan;
+RESET enable_indexscan;
 SELECT count(*) AS cancelled FROM workflow_list('{"status": "cancelled", "workflow_type": "obs_doc"}');
 SELECT count(*) AS created_tomorrow FROM workflow_list(jsonb_build_object('created_after', (now() + interval '1 day')::text));
 SELECT count(*) AS flaky_failures FROM workflow_list('{"error_type": "Flaky"}');
