@@ -113,9 +113,9 @@ pub fn admit(client: &mut SpiClient<'_>, queue: &str, wanted: i32) -> Result<Opt
         // writing that earlier instant back would credit the same interval twice.
         let clock = clock_timestamp();
         let refilled_at = row.get::<TimestampWithTimeZone>(7)?.unwrap_or(clock);
-        let at =
-            if pg_sys::TimestampTz::from(clock) > pg_sys::TimestampTz::from(refilled_at) { clock } else { refilled_at };
-        let elapsed_us = pg_sys::TimestampTz::from(at) - pg_sys::TimestampTz::from(refilled_at);
+        let (clock_us, refilled_us) = (pg_sys::TimestampTz::from(clock), pg_sys::TimestampTz::from(refilled_at));
+        // Never back in time, should the bucket have been refilled to a later instant.
+        let (at, elapsed_us) = if clock_us > refilled_us { (clock, clock_us - refilled_us) } else { (refilled_at, 0) };
         let refilled = (tokens + elapsed_us as f64 * count as f64 / per_us as f64).min(burst);
         allowed = allowed.min(refilled.floor() as i32);
         bucket = Some((refilled, at));
