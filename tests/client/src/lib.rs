@@ -67,11 +67,15 @@ pub fn notifications_before_marker(listener: &mut Client, sender: &mut Client) -
     notices_before_marker(listener, sender).iter().map(|n| (n.channel().to_owned(), n.payload().to_owned())).collect()
 }
 
+/// The test cluster's data directory (PGWORKFLOW_TEST_PGDATA), on this machine.
+pub fn test_pgdata() -> String {
+    std::env::var("PGWORKFLOW_TEST_PGDATA").expect("PGWORKFLOW_TEST_PGDATA is not set; run through `make test`")
+}
+
 /// Runs `scripts/cluster.sh ACTION` on the test cluster (PGWORKFLOW_TEST_PGDATA):
 /// `restart` (fast shutdown, start) or `crash` (immediate shutdown, start).
 pub fn cluster(action: &str) {
-    let pgdata =
-        std::env::var("PGWORKFLOW_TEST_PGDATA").expect("PGWORKFLOW_TEST_PGDATA is not set; run through `make test`");
+    let pgdata = test_pgdata();
     let status = std::process::Command::new("scripts/cluster.sh")
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .args([action, &pgdata])

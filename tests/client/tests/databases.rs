@@ -3,7 +3,7 @@
 //! DATABASE ... TEMPLATE, RENAME), and no dispatcher is started for a dropped one.
 //! Users' test suites create and drop a database per test without `WITH (FORCE)`.
 
-use pg_workflow_client_tests::{base_url, connect};
+use pg_workflow_client_tests::{base_url, connect, test_pgdata};
 use postgres::Client;
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ fn database_with_dispatcher(admin: &mut Client, name: &str) -> u32 {
 /// scripts/cluster.sh: Postgres' own autovacuum workers can meet a just-dropped database
 /// the same way, and are none of ours.)
 fn connections_to_dropped(oids: &[u32]) -> Vec<String> {
-    let pgdata = std::env::var("PGWORKFLOW_TEST_PGDATA").expect("PGWORKFLOW_TEST_PGDATA; run through `make test`");
+    let pgdata = test_pgdata();
     let log = std::fs::read_to_string(format!("{pgdata}/server.log")).unwrap_or_default();
     log.lines()
         .filter(|l| l.contains("] pg_workflow "))
@@ -50,7 +50,7 @@ fn connections_to_dropped(oids: &[u32]) -> Vec<String> {
 
 /// An empty directory for a tablespace, beside the test cluster, owned by the server's user.
 fn tablespace_directory() -> String {
-    let pgdata = std::env::var("PGWORKFLOW_TEST_PGDATA").expect("PGWORKFLOW_TEST_PGDATA; run through `make test`");
+    let pgdata = test_pgdata();
     let dir = format!("{pgdata}.tablespace");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -115,7 +115,7 @@ struct PostmasterStopped(String);
 
 impl PostmasterStopped {
     fn new() -> PostmasterStopped {
-        let pgdata = std::env::var("PGWORKFLOW_TEST_PGDATA").expect("PGWORKFLOW_TEST_PGDATA; run through `make test`");
+        let pgdata = test_pgdata();
         let pid =
             std::fs::read_to_string(format!("{pgdata}/postmaster.pid")).unwrap().lines().next().unwrap().to_owned();
         signal(&pid, "-STOP");
