@@ -33,7 +33,7 @@ static HEARTBEAT: Statement = Statement {
                 now() + coalesce(heartbeat_timeout, lease_expires_at - coalesce(heartbeat_at, started_at)), \
                 coalesce(started_at + start_to_close, 'infinity'), coalesce(expires_at, 'infinity')), \
               heartbeat_at = now(), heartbeat = coalesce($3, heartbeat) \
-          WHERE id = $1 AND status = 'running' AND ($2::int4 IS NULL OR attempt = $2) \
+          WHERE id = $1 AND (status = 'running') IS TRUE AND ($2::int4 IS NULL OR attempt = $2) \
             AND ($4::text IS NULL OR EXISTS (SELECT FROM @extschema@.workflow_execution e \
                                              WHERE e.id = execution_id AND e.tenant_id = $4)) \
           RETURNING cancel_requested",

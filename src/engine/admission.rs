@@ -68,7 +68,7 @@ static SLOTS: Statement = Statement {
 static MAKE_DUE: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_execution \
           SET started_at = now(), deadline = now() + (deadline - created_at) \
-          WHERE id = $1 AND status = 'pending' AND started_at IS NULL",
+          WHERE id = $1 AND (status = 'pending') IS TRUE AND started_at IS NULL",
     args: &[UUIDOID],
 };
 
@@ -98,7 +98,7 @@ static MAKE_TYPE_DUE: Statement = Statement {
 static BACK_TO_WAITING: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_execution \
           SET deadline = created_at + (deadline - started_at), started_at = NULL \
-          WHERE id = $1 AND status = 'pending'",
+          WHERE id = $1 AND (status = 'pending') IS TRUE",
     args: &[UUIDOID],
 };
 

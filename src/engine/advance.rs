@@ -30,7 +30,7 @@ static COMPLETE: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_execution SET status = 'completed', finished_at = now(), \
             output = (SELECT coalesce(jsonb_object_agg(step_key, output), '{}'::jsonb) \
                       FROM @extschema@.workflow_activity WHERE execution_id = $1 AND step_key = ANY($2)) \
-          WHERE id = $1 AND status = 'running' \
+          WHERE id = $1 AND (status = 'running') IS TRUE \
           RETURNING parent_id IS NOT NULL, concurrency_key",
     args: &[UUIDOID, TEXTARRAYOID],
 };
@@ -238,15 +238,20 @@ static CANCEL_OPEN_STEPS: Statement = Statement {
 };
 
 static OPEN_CHILDREN: Statement = Statement {
-    sql: "SELECT id FROM @extschema@.workflow_execution WHERE parent_id = $1 AND status IN ('pending', 'running')",
+    sql: "SELECT id FROM @extschema@.workflow_execution WHERE parent_id = $1 AND (status IN ('pending', 'running')) IS TRUE",
     args: &[UUIDOID],
 };
 
 static PARENT_OF: Statement = Statement {
-    sql: "SELECT e.parent_id, e.parent_step, e.status, e.output, e.error, a.id \
-          FROM @extschema@.workflow_execution e \
-          JOIN @extschema@.workflow_activity a ON a.execution_id = e.parent_id AND a.step_key = e.parent_step \
-          WHERE e.id = $1 AND a.status = 'waiting'",
+    // The parent's step in a subquery: joined, `a.execution_id = e.parent_id` would let
+    // the planner read the parent index whole for `e` (see engine/plan.rs).
+    sql: "SELECT * FROM ( \
+            SELECT e.parent_id, e.parent_step, e.status, e.output, e.error, \
+                   (SELECT a.id FROM @extschema@.workflow_activity a \
+                    WHERE a.execution_id = e.parent_id AND a.step_key = e.parent_step \
+                      AND (a.status = 'waiting') IS TRUE) AS step \
+            FROM @extschema@.workflow_execution e WHERE e.id = $1) parent \
+          WHERE step IS NOT NULL",
     args: &[UUIDOID],
 };
 

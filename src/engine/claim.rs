@@ -56,7 +56,7 @@ static CLAIM: Statement = Statement {
 static CLAIM_ONE: Statement = Statement {
     sql: claim_picked!(
         "SELECT id FROM @extschema@.workflow_activity \
-         WHERE id = $1 AND status = 'scheduled' AND kind = 'task' AND scheduled_at <= now() \
+         WHERE id = $1 AND (status = 'scheduled' AND kind = 'task') IS TRUE AND scheduled_at <= now() \
            AND ($5::text IS NULL OR EXISTS (SELECT FROM @extschema@.workflow_execution t \
                                             WHERE t.id = execution_id AND t.tenant_id = $5)) \
          FOR UPDATE SKIP LOCKED"

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 static START_PENDING: Statement = Statement {
     sql: "UPDATE @extschema@.workflow_execution \
           SET status = 'running', deadline = now() + (deadline - started_at), started_at = now() \
-          WHERE id = $1 AND status = 'pending'",
+          WHERE id = $1 AND (status = 'pending') IS TRUE",
     args: &[UUIDOID],
 };
 

@@ -71,7 +71,7 @@ static RENEW: Statement = Statement {
                               THEN least(now() + $3, ",
         next_retry!(),
         ") ELSE ready_at END \
-          WHERE id = $1 AND replay_token = $2 AND replay_worker IS NOT NULL AND status = 'running' \
+          WHERE id = $1 AND replay_token = $2 AND replay_worker IS NOT NULL AND (status = 'running') IS TRUE \
             AND ($4::text IS NULL OR tenant_id = $4) \
           RETURNING id"
     ),
