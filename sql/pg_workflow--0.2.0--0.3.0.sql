@@ -38,6 +38,15 @@ RETURNS TABLE ("activity_id" uuid, "execution_id" uuid, "workflow_type" pg_catal
     "activity_type" pg_catalog.text, "input" pg_catalog.jsonb, "attempt" pg_catalog.int4,
     "lease_expires_at" pg_catalog.timestamptz)
 VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_claim_activity_wrapper';
+-- A claim that waits in the backend for work (issue 16), woken by the commit that makes
+-- it claimable.
+CREATE FUNCTION @extschema@.workflow_claim_wait("queue" pg_catalog.text, "worker_id" pg_catalog.text,
+    "max_count" pg_catalog.int4 DEFAULT 1, "lease" pg_catalog.interval DEFAULT '5 minutes',
+    "activity_types" pg_catalog.text[] DEFAULT NULL, "timeout" pg_catalog.interval DEFAULT '1 second')
+RETURNS TABLE ("activity_id" uuid, "execution_id" uuid, "workflow_type" pg_catalog.text, "step_key" pg_catalog.text,
+    "activity_type" pg_catalog.text, "input" pg_catalog.jsonb, "attempt" pg_catalog.int4,
+    "lease_expires_at" pg_catalog.timestamptz)
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_claim_wait_wrapper';
 CREATE FUNCTION @extschema@.workflow_complete("execution_id" uuid, "output" pg_catalog.jsonb, "lease_token" pg_catalog.int4)
 RETURNS bool VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'workflow_complete_fenced_wrapper';
 CREATE FUNCTION @extschema@.workflow_fail("execution_id" uuid, "error" pg_catalog.jsonb, "lease_token" pg_catalog.int4)
@@ -47,6 +56,8 @@ REVOKE ALL ON FUNCTION @extschema@.workflow_find(pg_catalog.text, pg_catalog.tex
     @extschema@.workflow_renew_execution(uuid, pg_catalog.int4, pg_catalog.interval),
     @extschema@.workflow_release_execution(uuid, pg_catalog.int4),
     @extschema@.workflow_claim_activity(uuid, pg_catalog.text, pg_catalog.interval),
+    @extschema@.workflow_claim_wait(pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.interval,
+        pg_catalog.text[], pg_catalog.interval),
     @extschema@.workflow_complete(uuid, pg_catalog.jsonb, pg_catalog.int4),
     @extschema@.workflow_fail(uuid, pg_catalog.jsonb, pg_catalog.int4) FROM PUBLIC;
 

@@ -13,8 +13,8 @@ use crate::engine::execution::ClientOutcome;
 use crate::engine::privileges::{current_role, AsOwner};
 use crate::engine::tenancy::{self, Caller};
 use crate::engine::{
-    activity, admission, claim, client_driven, cron_schedules, definitions, dispatch, execution, grants, graph, queues,
-    replay, search, signal, stats, status,
+    activity, admission, claim, claim_wait, client_driven, cron_schedules, definitions, dispatch, execution, grants,
+    graph, queues, replay, search, signal, stats, status,
 };
 use crate::error::{OrRaise, Result, WorkflowError};
 use crate::jsonb_arg::JsonbArg;
@@ -120,7 +120,57 @@ fn workflow_claim(
         let worker_id = required("worker_id", worker_id, "pass a name for this worker (host:pid)")?;
         let max_count = required("max_count", max_count, "pass how many activities to claim at most, such as 1")?;
         let lease = required("lease", lease, "pass how long the claim holds, such as '5 minutes'")?;
-        claim::claim(c, caller, queue, worker_id, max_count, lease, activity_types)
+        let at = pgrx::datum::now();
+        claim::claim(c, caller, claim::Request { queue, worker_id, max_count, lease, activity_types, at })
+    });
+    claimed_table(rows)
+}
+
+/// `workflow_claim`, but when nothing is claimable it waits up to `timeout` for work on
+/// the queue (woken by the commit that makes it claimable) instead of returning at once.
+#[allow(clippy::type_complexity)] // the `name!` types must be spelled out: see workflow_claim
+#[pg_extern(volatile, parallel_unsafe)]
+fn workflow_claim_wait(
+    queue: Option<&str>,
+    worker_id: Option<&str>,
+    max_count: default!(Option<i32>, 1),
+    lease: default!(Option<Interval>, "'5 minutes'"),
+    activity_types: default!(Option<Vec<Option<String>>>, "NULL"),
+    timeout: default!(Option<Interval>, "'1 second'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(activity_id, Uuid),
+        name!(execution_id, Uuid),
+        name!(workflow_type, String),
+        name!(step_key, String),
+        name!(activity_type, Option<String>),
+        name!(input, JsonB),
+        name!(attempt, i32),
+        name!(lease_expires_at, TimestampWithTimeZone),
+    ),
+> {
+    let (queue, worker_id, max_count, lease, timeout) = (|| {
+        Ok::<_, WorkflowError>((
+            required("queue", queue, "pass a queue name such as 'default'")?,
+            required("worker_id", worker_id, "pass a name for this worker (host:pid)")?,
+            required("max_count", max_count, "pass how many activities to claim at most, such as 1")?,
+            required("lease", lease, "pass how long the claim holds, such as '5 minutes'")?,
+            claim_wait::check_wait(&required(
+                "timeout",
+                timeout,
+                "pass how long to wait for work, such as '1 second'",
+            )?)?,
+        ))
+    })()
+    .or_raise();
+    let rows = claim_wait::claim_wait(queue, max_count, timeout, || {
+        // Each attempt counts from the clock: the transaction began before the wait.
+        let at = pgrx::datum::clock_timestamp();
+        let activity_types = activity_types.clone();
+        call(|c, caller| {
+            claim::claim(c, caller, claim::Request { queue, worker_id, max_count, lease, activity_types, at })
+        })
     });
     claimed_table(rows)
 }

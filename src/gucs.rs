@@ -12,6 +12,7 @@ pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static RETENTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
 pub static QUIET_NOTIFY_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static PRELOADED: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// Sets one of Postgres' own settings from C strings (`set_config_option`): the
 /// engine's pinned search_path, and the background processes' session settings.
@@ -103,6 +104,25 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::UNIT_MS,
     );
+    // Read-only, readable by every role: how a worker knows whether workflow_claim_wait
+    // is woken by commits (preloaded) or polls (not), and so whether to LISTEN instead.
+    GucRegistry::define_bool_guc(
+        c"workflow.preloaded",
+        c"Whether pg_workflow was loaded by shared_preload_libraries (read-only).",
+        c"",
+        &PRELOADED,
+        GucContext::Internal,
+        GucFlags::default(),
+    );
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        set_postgres_setting(
+            c"workflow.preloaded",
+            c"on",
+            pgrx::pg_sys::GucContext::PGC_INTERNAL,
+            pgrx::pg_sys::GucAction::GUC_ACTION_SET,
+            pgrx::PgLogLevel::WARNING,
+        );
+    }
 }
 
 /// The quiet path's interval in microseconds (0: off).

@@ -19,6 +19,7 @@ pub mod error;
 pub mod gucs;
 pub mod jsonb_arg;
 pub mod model;
+pub mod waiters;
 pub mod wake;
 
 #[pg_guard]
@@ -28,6 +29,7 @@ pub extern "C-unwind" fn _PG_init() {
     // without it everything but the automatic wake-ups works (workflow_dispatch()).
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         wake::init();
+        waiters::init();
         dispatcher::register();
     }
 }

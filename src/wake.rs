@@ -181,6 +181,9 @@ struct Pending {
     registered: bool,
     timers: bool,
     events: Vec<Event>,
+    /// Queues with work claimable now, for the waiters (the quiet path may send their
+    /// events itself before commit; the waiters are woken at commit all the same).
+    ready_queues: Vec<String>,
 }
 
 thread_local! {
@@ -231,6 +234,9 @@ pub fn wake_at_commit() {
 fn post(kind: Kind, queue: &str, id: [u8; 16], due_at: i64) {
     at_commit(|p| {
         // Coalesce: one QueueReady per queue and due time per transaction.
+        if kind == Kind::QueueReady && due_at == 0 && !p.ready_queues.iter().any(|q| q == queue) {
+            p.ready_queues.push(queue.to_owned());
+        }
         if kind == Kind::QueueReady
             && p.events.iter().any(|e| e.kind == kind && e.queue() == queue && e.due_at == due_at)
         {
@@ -338,10 +344,14 @@ pub fn notify(channel: &str, payload: &str) {
     }
 }
 
-/// Commit callback: moves this transaction's events into shared memory and wakes the
-/// database's dispatcher.
+/// Commit callback: wakes a backend waiting in `workflow_claim_wait` for each queue this
+/// transaction made claimable now (src/waiters.rs), moves its events into shared memory
+/// and wakes the database's dispatcher.
 fn publish() {
     let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    for queue in &pending.ready_queues {
+        crate::waiters::wake_one(my_database(), queue);
+    }
     // Nothing to hand over (or the quiet path sent it all): the dispatcher is not woken.
     if pending.events.is_empty() && !pending.timers {
         return;

@@ -14,7 +14,8 @@ pub const MAX_CLAIM: i32 = 10_000;
 
 // The lease is the shortest of the worker's lease, the step's start-to-close timeout,
 // its heartbeat timeout and its schedule-to-close deadline: every timeout is a lease.
-// `picked` chooses the rows (locked, SKIP LOCKED); $2 is the worker, $4 the lease.
+// `picked` chooses the rows (locked, SKIP LOCKED) and the claim's instant (`at`), from
+// which the lease counts; $2 is the worker, $4 the lease.
 macro_rules! claim_picked {
     ($picked:literal) => {
         concat!(
@@ -23,8 +24,8 @@ macro_rules! claim_picked {
             ") \
              UPDATE @extschema@.workflow_activity a \
              SET status = 'running', attempt = a.attempt + 1, worker_id = $2, started_at = clock_timestamp(), \
-                 lease_expires_at = least(now() + $4, now() + coalesce(a.start_to_close, $4), \
-                                          now() + coalesce(a.heartbeat_timeout, $4), coalesce(a.expires_at, 'infinity')), \
+                 lease_expires_at = least(picked.at + $4, picked.at + coalesce(a.start_to_close, $4), \
+                                          picked.at + coalesce(a.heartbeat_timeout, $4), coalesce(a.expires_at, 'infinity')), \
                  heartbeat_at = NULL, heartbeat = NULL \
              FROM picked, @extschema@.workflow_execution e \
              WHERE a.id = picked.id AND e.id = a.execution_id \
@@ -36,11 +37,13 @@ macro_rules! claim_picked {
 
 // Served by the partial index workflow_activity_claim (queue, priority DESC,
 // scheduled_at) WHERE status = 'scheduled' AND kind = 'task'. A caller bound to a tenant
-// skips other tenants' rows ($6); for everyone else that test is a constant.
+// skips other tenants' rows ($6); for everyone else that test is a constant. $7 is the
+// claim's instant: the transaction's start for workflow_claim, the clock for each
+// attempt of workflow_claim_wait (its transaction started before the work it waited for).
 static CLAIM: Statement = Statement {
     sql: claim_picked!(
-        "SELECT id FROM @extschema@.workflow_activity \
-         WHERE status = 'scheduled' AND kind = 'task' AND queue = $1 AND scheduled_at <= now() \
+        "SELECT id, $7::timestamptz AS at FROM @extschema@.workflow_activity \
+         WHERE status = 'scheduled' AND kind = 'task' AND queue = $1 AND scheduled_at <= $7 \
            AND ($5::text[] IS NULL OR activity_type = ANY($5)) \
            AND ($6::text IS NULL OR EXISTS (SELECT FROM @extschema@.workflow_execution t \
                                             WHERE t.id = execution_id AND t.tenant_id = $6)) \
@@ -48,14 +51,14 @@ static CLAIM: Statement = Statement {
          LIMIT $3 \
          FOR UPDATE SKIP LOCKED"
     ),
-    args: &[TEXTOID, TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTOID],
+    args: &[TEXTOID, TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID],
 };
 
 // One activity by id, if it is claimable now ($3, the count, is not used: the shared
 // text numbers the worker $2 and the lease $4).
 static CLAIM_ONE: Statement = Statement {
     sql: claim_picked!(
-        "SELECT id FROM @extschema@.workflow_activity \
+        "SELECT id, now() AS at FROM @extschema@.workflow_activity \
          WHERE id = $1 AND (status = 'scheduled' AND kind = 'task') IS TRUE AND scheduled_at <= now() \
            AND ($5::text IS NULL OR EXISTS (SELECT FROM @extschema@.workflow_execution t \
                                             WHERE t.id = execution_id AND t.tenant_id = $5)) \
@@ -128,15 +131,19 @@ pub fn claim_activity(
     claimed_rows(rows)
 }
 
-pub fn claim(
-    client: &mut SpiClient<'_>,
-    caller: &Caller,
-    queue: &str,
-    worker_id: &str,
-    max_count: i32,
-    lease: Interval,
-    activity_types: Option<Vec<Option<String>>>,
-) -> Result<Vec<Claimed>> {
+/// What a worker asks `workflow_claim` (or one attempt of `workflow_claim_wait`) for.
+pub struct Request<'a> {
+    pub queue: &'a str,
+    pub worker_id: &'a str,
+    pub max_count: i32,
+    pub lease: Interval,
+    pub activity_types: Option<Vec<Option<String>>>,
+    /// The claim's instant: what is due by then is claimable, and leases count from it.
+    pub at: TimestampWithTimeZone,
+}
+
+pub fn claim(client: &mut SpiClient<'_>, caller: &Caller, request: Request<'_>) -> Result<Vec<Claimed>> {
+    let Request { queue, worker_id, max_count, lease, activity_types, at } = request;
     let queue = non_empty("queue", queue, "a queue name such as 'default'")?;
     let worker_id = non_empty("worker_id", worker_id, "a name for this worker (host:pid)")?;
     if !(1..=MAX_CLAIM).contains(&max_count) {
@@ -167,6 +174,7 @@ pub fn claim(
             arg(lease),
             arg(types),
             arg(caller.tenant.as_deref()),
+            arg(at),
         ],
     )?;
     let claimed = claimed_rows(rows)?;

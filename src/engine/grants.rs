@@ -104,6 +104,7 @@ impl Part {
             ]),
             Part::Worker => Some(&[
                 "workflow_claim",
+                "workflow_claim_wait",
                 "workflow_heartbeat",
                 "workflow_complete_activity",
                 "workflow_complete_activities",

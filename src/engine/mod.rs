@@ -10,6 +10,7 @@ pub mod admission;
 pub mod advance;
 pub mod await_finish;
 pub mod claim;
+pub mod claim_wait;
 pub mod client_driven;
 pub mod compensation;
 pub mod cron_schedules;

@@ -124,6 +124,42 @@ export class WorkflowSql {
     );
   }
 
+  /**
+   * workflow_claim_wait: like claim, but when nothing is claimable the call waits up to
+   * `timeout` (default 1 s, at most 60 s) for a commit that makes work claimable.
+   */
+  async claimWait(options: {
+    queue: string;
+    workerId: string;
+    maxCount?: number;
+    lease?: Duration;
+    activityTypes?: string[];
+    timeout?: Duration;
+  }): Promise<ClaimedActivity[]> {
+    return this.#call(
+      "workflow_claim_wait",
+      [
+        ["queue", required("queue", options.queue), "text"],
+        ["worker_id", required("workerId", options.workerId), "text"],
+        ["max_count", options.maxCount, "int"],
+        ["lease", options.lease === undefined ? undefined : interval("lease", options.lease), "interval"],
+        ["activity_types", options.activityTypes, "text[]"],
+        ["timeout", options.timeout === undefined ? undefined : interval("timeout", options.timeout), "interval"],
+      ],
+      "rows",
+    );
+  }
+
+  /** Whether the server preloads pg_workflow (then claimWait is woken by commits). */
+  async preloaded(): Promise<boolean> {
+    try {
+      const { rows } = await this.#db.query("SELECT current_setting('workflow.preloaded', true) = 'on' AS on");
+      return rows[0]?.on === true;
+    } catch (error) {
+      throw fromDriverError(error);
+    }
+  }
+
   /** workflow_complete_activity: false if it was already completed or cancelled. */
   async completeActivity(activityId: string, output: Json, attempt?: number): Promise<boolean> {
     return this.#call("workflow_complete_activity", [

@@ -82,6 +82,14 @@ export interface WorkerOptions {
   dispatchIntervalMs?: number | "auto" | false;
   /** Looks for work this often even without a notification (default 5 s). */
   pollIntervalMs?: number;
+  /**
+   * With free slots, wait for work in the claim itself (workflow_claim_wait) for up to
+   * this long (ms, default 500, at most 60000) instead of waiting for a notification.
+   * "auto" (default): when the server preloads pg_workflow, whose commits then wake one
+   * waiting worker each (without the preload the call polls, so the worker LISTENs);
+   * false: always LISTEN.
+   */
+  claimWaitMs?: number | "auto" | false;
   /** How long stop() lets running handlers finish (default 30 s). */
   shutdownGraceMs?: number;
   /** stop() on SIGTERM and SIGINT (default false). */
@@ -136,6 +144,8 @@ export class Worker {
   #wake: () => void = () => {};
   #woken = false;
   #moreWork = true;
+  /** Set when the worker waits for work in the claim (workflow_claim_wait), for this long. */
+  #claimWaitMs: number | undefined;
   #pending: Completion[] = [];
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   #flushing: Promise<void> = Promise.resolve();
@@ -169,6 +179,9 @@ export class Worker {
       onError: (error) => this.#report(error),
     });
     await this.#listener.ready();
+    const wait = this.#options.claimWaitMs ?? "auto";
+    if (wait === "auto") this.#claimWaitMs = (await this.#sql.preloaded()) ? 500 : undefined;
+    else if (wait !== false) this.#claimWaitMs = wait;
     await this.#startDispatching();
     if (this.#options.handleSignals) {
       this.#signalHandler = () => void this.stop();
@@ -221,17 +234,21 @@ export class Worker {
     let backoffMs = 100;
     while (!this.#stopping) {
       const free = this.#concurrency - this.#running.size;
-      if (free > 0 && this.#moreWork) {
+      // Waiting in the claim, a free slot always asks: the call returns when work comes.
+      const waitMs = this.#claimWaitMs;
+      if (free > 0 && (this.#moreWork || waitMs !== undefined)) {
         this.#moreWork = false;
         let claimed: ClaimedActivity[];
         try {
-          claimed = await this.#sql.claim({
+          const request = {
             queue: this.#queue,
             workerId: this.workerId,
             maxCount: free,
             lease: this.#leaseMs,
             activityTypes: types,
-          });
+          };
+          claimed =
+            waitMs === undefined ? await this.#sql.claim(request) : await this.#sql.claimWait({ ...request, timeout: waitMs });
           backoffMs = 100;
         } catch (error) {
           this.#report(error);

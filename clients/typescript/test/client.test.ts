@@ -37,8 +37,9 @@ test("every wrapper works against a real server", async () => {
     assertEqual(await sql.completeActivity(fetch.activity_id, { body: "b" }, 1), true);
     const signalId = await sql.signal(id, "approve", { by: "ann" }, "s1");
     assertEqual(await sql.signal(id, "approve", { by: "ann" }, "s1"), signalId, "idempotent signal");
-    const [store] = await sql.claim({ queue: "ts", workerId: "w" });
-    assert(store, "claimed store");
+    const [store] = await sql.claimWait({ queue: "ts", workerId: "w", timeout: "10s" });
+    assert(store, "claimed store (waiting: it is claimable at once)");
+    assertEqual(await sql.claimWait({ queue: "ts", workerId: "w", timeout: 0 }), [], "nothing left, no wait");
     assertEqual(await sql.failActivity(store.activity_id, { type: "Flaky", message: "m" }, { attempt: 1 }), "retrying");
     assertEqual(await sql.dispatch(10), 0);
     const status = await sql.status(id);

@@ -68,6 +68,30 @@ test("4 workers finish 1,000 three-step executions with failures injected", asyn
   );
 });
 
+test("with the preload an idle worker waits in workflow_claim_wait, and the commit that starts work wakes it", async () => {
+  const config = await freshDatabase("pgw_ts_claim_wait");
+  await withClient(config, (db) => new WorkflowSql(db).define("ts_wait", { steps: [{ name: "a", activity: "a", queue: "tsw" }] }));
+  let ran = 0;
+  const worker = new Worker({
+    connection: config as pg.PoolConfig,
+    queue: "tsw",
+    concurrency: 2,
+    // Longer than the wait for the handler below: only a wake-up can pick the work up in
+    // time, not the wait's end (the listener does not claim while the worker waits).
+    claimWaitMs: 6_000,
+    handlers: { a: async () => void ran++ },
+  });
+  await worker.start();
+  const waiting = `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()
+                     AND wait_event_type = 'Extension' AND query LIKE '%workflow_claim_wait%'`;
+  await eventually("the worker to wait in workflow_claim_wait", 30, async () => (await count(config, waiting)) === 1);
+  await withClient(config, (db) => new WorkflowSql(db).start("ts_wait", {}));
+  await eventually("the handler to run before the 6 s wait ends", 4, async () => ran === 1);
+  await worker.stop();
+  // The setting it decided by (off without the preload: then it LISTENs).
+  await withClient(config, async (db) => assertEqual(await new WorkflowSql(db).preloaded(), true));
+});
+
 test("completions wait for a batch only while other handlers still run", async () => {
   const config = await freshDatabase("pgw_ts_batch");
   let release = () => {};

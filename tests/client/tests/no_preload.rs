@@ -324,3 +324,49 @@ fn a_dispatch_callers_temporary_table_cannot_stand_in_for_a_steps_table() {
     )
     .unwrap();
 }
+
+/// Without the preload nobody wakes a waiting claim: `workflow.preloaded` says so (the
+/// TypeScript worker then LISTENs), and `workflow_claim_wait` polls, so it still takes
+/// work that a commit made claimable while it waited.
+#[test]
+fn a_waiting_claim_polls_and_the_setting_says_why() {
+    let url = database("pgw_np_claim_wait");
+    let mut db = connect(&url);
+    // Unknown until the library is loaded (a worker's current_setting(.., true) is NULL
+    // then), off after.
+    let preloaded = |db: &mut Client| -> Option<String> {
+        db.query_one("SELECT current_setting('workflow.preloaded', true)", &[]).unwrap().get(0)
+    };
+    assert_eq!(preloaded(&mut db), None);
+    db.batch_execute(
+        r#"SELECT workflow_define('np_wait', '{"steps": [{"name": "a", "activity": "a", "queue": "np_wait_q"}]}')"#,
+    )
+    .unwrap();
+    assert_eq!(preloaded(&mut db).as_deref(), Some("off"));
+    let mut waiter = connect(&url);
+    let pid: i32 = waiter.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let call = std::thread::spawn(move || {
+        waiter
+            .query("SELECT step_key FROM workflow_claim_wait('np_wait_q', 'w', 1, '1 minute', NULL, '30 seconds')", &[])
+            .unwrap()
+            .len()
+    });
+    // Once it sleeps between attempts, the work is committed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: bool = db
+            .query_one(
+                "SELECT coalesce(bool_or(wait_event_type = 'Extension'), false) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if waiting {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the claim never started waiting");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    db.batch_execute("SELECT workflow_start('np_wait')").unwrap();
+    assert_eq!(call.join().unwrap(), 1);
+}

@@ -18,6 +18,17 @@ SELECT expect_error($$SELECT workflow_claim(NULL, 'w')$$);
 SELECT expect_error($$SELECT workflow_claim('default', NULL)$$);
 SELECT expect_error($$SELECT workflow_claim('default', 'w', 0)$$);
 SELECT expect_error($$SELECT workflow_claim('default', 'w', 1, '-1 minute')$$);
+-- workflow_claim_wait: the same checks, and its timeout; it cannot wait where it would
+-- never see new work.
+SELECT expect_error($$SELECT workflow_claim_wait('default', 'w', 0)$$);
+SELECT expect_error($$SELECT workflow_claim_wait('default', 'w', 1, '1 minute', NULL, '61 seconds')$$);
+SELECT expect_error($$SELECT workflow_claim_wait('default', 'w', 1, '1 minute', NULL, '-1 second')$$);
+SELECT expect_error($$SELECT workflow_claim_wait('default', 'w', 1, '1 minute', NULL, '1 month')$$);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT expect_error($$SELECT workflow_claim_wait('default', 'w')$$);
+ROLLBACK;
+-- Nothing to claim: it returns empty once its timeout has passed.
+SELECT count(*) AS nothing_after_waiting FROM workflow_claim_wait('errors_empty_queue', 'w', 1, '1 minute', NULL, '20 milliseconds');
 SELECT expect_error($$SELECT workflow_complete_activity(NULL)$$);
 SELECT expect_error($$SELECT workflow_dispatch(0)$$);
 -- P0002 no_data_found

@@ -19,6 +19,11 @@ FROM unnest(ARRAY[
   'workflow_claim(''default'', NULL, 1, ''1 minute'', NULL)',
   'workflow_claim(''default'', ''w'', NULL, ''1 minute'', NULL)',
   'workflow_claim(''default'', ''w'', 1, NULL, NULL)',
+  'workflow_claim_wait(NULL, ''w'', 1, ''1 minute'', NULL, ''0'')',
+  'workflow_claim_wait(''default'', NULL, 1, ''1 minute'', NULL, ''0'')',
+  'workflow_claim_wait(''default'', ''w'', NULL, ''1 minute'', NULL, ''0'')',
+  'workflow_claim_wait(''default'', ''w'', 1, NULL, NULL, ''0'')',
+  'workflow_claim_wait(''default'', ''w'', 1, ''1 minute'', NULL, NULL)',
   format('workflow_complete_activity(NULL, %L, 1)', '1'),
   format('workflow_complete_activity(%L, NULL, 1)', :'a'),
   format('workflow_complete_activity(%L, %L, NULL)', :'z', '1'),
@@ -84,6 +89,8 @@ FROM unnest(ARRAY[
 -- signal key (the signal completes the waiting step).
 SELECT workflow_start('nul', '{}', NULL) IS NOT NULL AS started_without_key;
 SELECT count(*) AS claimed_any_type FROM workflow_claim('nulq', 'w2', 10, '1 minute', NULL);
+SELECT workflow_start('nul', '{}', NULL) IS NOT NULL AS started_again;
+SELECT count(*) AS waited_for_any_type FROM workflow_claim_wait('nulq', 'w2', 10, '1 minute', NULL, '0');
 SELECT workflow_signal(:'e', 'go', '1', NULL) IS NOT NULL AS signalled_without_key;
 SELECT status FROM workflow_activity WHERE execution_id = :'e' AND step_key = 'w';
 DROP ROLE nul_role;
