@@ -3,9 +3,13 @@
 # cluster (pg_workflow preloaded; fsync and synchronous_commit on), all driven from one
 # Node process (bench/peers/run.mjs) with the same concurrency and producer. The peers
 # need Node >= 22.18: bench/peers pins the npm registry's `node` package, so the system's
-# Node 20 is enough to install it. Not part of make test.
+# Node 20 is enough to install it. Then the steady-state runs, with a bare pgmq-style SQL
+# queue beside them (a kept-full queue, 16 workers; 600 jobs/s to 32 workers, claim
+# latency). Not part of make test.
 #   PEERS_ROUNDS (3) PEERS_SECONDS (8) PEERS_CONCURRENCY (8) PEERS_BACKLOG (5000)
-#   PEERS_PICKUPS (200) PEERS_ONLY (only systems whose name contains it)
+#   PEERS_PICKUPS (200) PEERS_DEPTH (4000) PEERS_STEADY_WORKERS (16) PEERS_RATE (600)
+#   PEERS_RATE_WORKERS (32) PEERS_POLL_MS (5) PEERS_STEADY (0: skip the steady state)
+#   PEERS_ONLY (only systems whose name contains it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh

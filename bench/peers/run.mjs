@@ -2,12 +2,19 @@
 // (pg-boss, graphile-worker), on one cluster, driven from this one Node process with the
 // same concurrency and the same producer. Workloads: three-step workflows and single jobs
 // (throughput with one enqueuing client), pickup latency on an idle system (enqueue
-// commit -> handler start), backlog drain. Medians of interleaved rounds; ratios against
-// the best peer; JSON written.
+// commit -> handler start), backlog drain. Then the steady-state runs, with a bare
+// pgmq-style queue (one insert, one read, one delete, in plain SQL) beside them: a producer
+// keeps PEERS_DEPTH jobs queued for PEERS_STEADY_WORKERS workers claiming one at a time
+// (throughput), and a producer sending PEERS_RATE jobs/s one transaction each to
+// PEERS_RATE_WORKERS idle workers (claim latency, enqueue commit -> handler start).
+// Medians of interleaved rounds; ratios against the best peer; JSON written.
 //
 //   node run.mjs CONNECTION_STRING OUT.json
 // Environment: PEERS_ROUNDS (3), PEERS_SECONDS (8), PEERS_CONCURRENCY (8),
-// PEERS_BACKLOG (5000), PEERS_PICKUPS (200), PEERS_ONLY (a part of the systems' names).
+// PEERS_BACKLOG (5000), PEERS_PICKUPS (200), PEERS_DEPTH (4000), PEERS_STEADY_WORKERS (16),
+// PEERS_RATE (600), PEERS_RATE_WORKERS (32), PEERS_POLL_MS (5, the SQL loops' poll while
+// their queue is empty), PEERS_ONLY (a part of the systems' names), PEERS_STEADY (0: skip
+// the steady-state runs).
 
 import { performance } from "node:perf_hooks";
 import { writeFileSync } from "node:fs";
@@ -26,6 +33,11 @@ const CONCURRENCY = env("PEERS_CONCURRENCY", 8);
 const BACKLOG = env("PEERS_BACKLOG", 5000);
 const PICKUPS = env("PEERS_PICKUPS", 200);
 const IN_FLIGHT = 256; // the producer keeps at most this many unfinished
+const DEPTH = env("PEERS_DEPTH", 4000);
+const STEADY_WORKERS = env("PEERS_STEADY_WORKERS", 16);
+const RATE = env("PEERS_RATE", 600);
+const RATE_WORKERS = env("PEERS_RATE_WORKERS", 32);
+const POLL_MS = env("PEERS_POLL_MS", 5);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const quiet = () => {};
@@ -66,7 +78,7 @@ function pgWorkflow(mode) {
     async enqueueBacklog(n) {
       await pool.query("SELECT count(workflow_start('peers_job', jsonb_build_object('i', i))) FROM generate_series(1, $1) i", [n]);
     },
-    async startWorkers(tally) {
+    async startWorkers(tally, workerCount = CONCURRENCY) {
       const finished = async (input) => {
         tally.done++;
         const key = input?.input?.key; // a step's input holds the workflow input under "input"
@@ -74,11 +86,13 @@ function pgWorkflow(mode) {
         return null;
       };
       const handlers = { job: finished, s1: async () => null, s2: async () => null, s3: finished };
-      const options = { connection: connectionString, queue: "peers", handlers, onError: quiet, dispatchIntervalMs: false };
+      // PEERS_CLAIM_WAIT=0: the workers LISTEN instead of waiting in the claim.
+      const claimWaitMs = process.env.PEERS_CLAIM_WAIT === "0" ? false : "auto";
+      const options = { connection: connectionString, queue: "peers", handlers, onError: quiet, dispatchIntervalMs: false, claimWaitMs };
       const workers =
         mode === "batch"
-          ? [new Worker({ ...options, concurrency: CONCURRENCY })]
-          : Array.from({ length: CONCURRENCY }, () => new Worker({ ...options, concurrency: 1, completionBatchSize: 1 }));
+          ? [new Worker({ ...options, concurrency: workerCount })]
+          : Array.from({ length: workerCount }, () => new Worker({ ...options, concurrency: 1, completionBatchSize: 1 }));
       await Promise.all(workers.map((w) => w.start()));
       return () => Promise.all(workers.map((w) => w.stop()));
     },
@@ -88,16 +102,18 @@ function pgWorkflow(mode) {
 
 // --- pg-boss ----------------------------------------------------------------------------
 // Its setup for low latency: LISTEN/NOTIFY on, notify-enabled queues, the shortest polling
-// intervals (0.5 s; with notify on, the default backstop is 30 s). Two ways to run 8 at
-// once: 8 local workers fetching one job each, or one fetching batches of 8 (processed
-// together) that keeps fetching while batches come back full.
+// intervals (0.5 s; with notify on, the default backstop is 30 s). Two ways to run n at
+// once: n local workers fetching one job each (fetching again at once while its cached
+// count of ready jobs is above 1, the least it takes: without that, each waits out the polling interval
+// after every job, 16 workers drained 16 jobs/s), or one fetching batches of n
+// (processed together) that keeps fetching while batches come back full.
 function pgBoss(batched) {
   const boss = new PgBoss({ connectionString, useListenNotify: true, max: 10 });
   boss.on("error", quiet);
   let run = 0;
   let queues = {};
   return {
-    name: batched ? "pg-boss 12.38.0, batches of 8" : "pg-boss 12.38.0, 8 x 1",
+    name: batched ? "pg-boss 12.38.0, batched fetch" : "pg-boss 12.38.0, one per fetch",
     async prepare() {
       await boss.start();
     },
@@ -114,11 +130,11 @@ function pgBoss(batched) {
         await boss.insert(queues.job, jobs);
       }
     },
-    async startWorkers(tally) {
+    async startWorkers(tally, workerCount = CONCURRENCY) {
       const polling = { pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 };
       const options = batched
-        ? { ...polling, localConcurrency: 1, batchSize: CONCURRENCY, burstWhenBatchFull: true }
-        : { ...polling, localConcurrency: CONCURRENCY, batchSize: 1 };
+        ? { ...polling, localConcurrency: 1, batchSize: workerCount, burstWhenBatchFull: true }
+        : { ...polling, localConcurrency: workerCount, batchSize: 1, burstWhenReadyExceeds: 1 };
       const each = (handle) => async (jobs) => void (await Promise.all(jobs.map(handle)));
       const finished = each(async (job) => {
         tally.done++;
@@ -162,14 +178,14 @@ function graphileWorker() {
         await utils.addJobs(specs);
       }
     },
-    async startWorkers(tally) {
+    async startWorkers(tally, workerCount = CONCURRENCY) {
       const finished = async (payload) => {
         tally.done++;
         if (payload?.key !== undefined) tally.starts.set(payload.key, performance.now());
       };
       const runner = await runGraphile({
         connectionString,
-        concurrency: CONCURRENCY,
+        concurrency: workerCount,
         noHandleSignals: true,
         pollInterval: 1000,
         logger: new (await import("graphile-worker")).Logger(() => quiet),
@@ -186,6 +202,95 @@ function graphileWorker() {
   };
 }
 
+// --- plain SQL loops ------------------------------------------------------------------------
+// Workers that are a connection each running claim -> handler -> finish in a loop, polling
+// every POLL_MS while their queue is empty (no LISTEN): the shape of a pgmq consumer.
+// Prepared statements on both sides.
+function sqlLoop({ name, setup, reset, enqueueOne, enqueueMany, claim, keyOf, finish }) {
+  const pool = new pg.Pool({ connectionString, max: 2 });
+  return {
+    name,
+    prepare: async () => {
+      for (const statement of setup) await pool.query(statement);
+    },
+    reset: async () => {
+      for (const statement of reset) await pool.query(statement);
+    },
+    enqueueJob: (payload) => pool.query(enqueueOne, [payload]),
+    enqueueBacklog: (n) => pool.query(enqueueMany, [n]),
+    async startWorkers(tally, workerCount = CONCURRENCY) {
+      let running = true;
+      const loops = Array.from({ length: workerCount }, async (_, w) => {
+        const client = new pg.Client({ connectionString });
+        await client.connect();
+        const claimQuery = claim(`loop-${w}`);
+        while (running) {
+          const { rows } = await client.query(claimQuery);
+          if (rows.length === 0) {
+            await sleep(POLL_MS);
+            continue;
+          }
+          tally.done++;
+          const key = keyOf(rows[0]);
+          if (key !== undefined) tally.starts.set(key, performance.now());
+          await client.query(finish(rows[0]));
+        }
+        await client.end();
+      });
+      return async () => {
+        running = false;
+        await Promise.all(loops);
+      };
+    },
+    close: () => pool.end(),
+  };
+}
+
+// A bare pgmq-style queue: pgmq's table shape, its read (visibility timeout pushed forward,
+// FOR UPDATE SKIP LOCKED) and its delete.
+const pgmqStyle = () =>
+  sqlLoop({
+    name: "pgmq-style SQL queue",
+    setup: [
+      "DROP TABLE IF EXISTS peers_pgmq",
+      `CREATE TABLE peers_pgmq (msg_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, read_ct int NOT NULL DEFAULT 0,
+         enqueued_at timestamptz NOT NULL DEFAULT now(), vt timestamptz NOT NULL DEFAULT clock_timestamp(), message jsonb)`,
+      "CREATE INDEX ON peers_pgmq (vt)",
+    ],
+    reset: ["TRUNCATE peers_pgmq", "VACUUM ANALYZE peers_pgmq"],
+    enqueueOne: "INSERT INTO peers_pgmq (message) VALUES ($1) RETURNING msg_id",
+    enqueueMany: "INSERT INTO peers_pgmq (message) SELECT jsonb_build_object('i', i) FROM generate_series(1, $1) i",
+    claim: () => ({
+      name: "pgmq_read",
+      text: `WITH cte AS (SELECT msg_id FROM peers_pgmq WHERE vt <= clock_timestamp() ORDER BY msg_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+             UPDATE peers_pgmq m SET vt = clock_timestamp() + interval '30 seconds', read_ct = read_ct + 1
+             FROM cte WHERE m.msg_id = cte.msg_id RETURNING m.msg_id, m.message`,
+    }),
+    keyOf: (row) => row.message?.key,
+    finish: (row) => ({ name: "pgmq_delete", text: "DELETE FROM peers_pgmq WHERE msg_id = $1", values: [row.msg_id] }),
+  });
+
+// pg_workflow driven the same way: one-step workflows, workflow_claim 1 -> complete 1.
+const pgWorkflowSqlLoop = () =>
+  sqlLoop({
+    name: "pg_workflow, SQL loop",
+    setup: [`SELECT workflow_define('peers_job', '{"steps": [{"name": "job", "activity": "job", "queue": "peers"}]}')`],
+    reset: ["DELETE FROM workflow_execution", "VACUUM ANALYZE workflow_execution, workflow_activity, workflow_attempt"],
+    enqueueOne: "SELECT workflow_start('peers_job', $1)",
+    enqueueMany: "SELECT count(workflow_start('peers_job', jsonb_build_object('i', i))) FROM generate_series(1, $1) i",
+    claim: (workerId) => ({
+      name: "pgw_claim",
+      text: "SELECT activity_id, input, attempt FROM workflow_claim('peers', $1, 1, '30 seconds')",
+      values: [workerId],
+    }),
+    keyOf: (row) => row.input?.input?.key,
+    finish: (row) => ({
+      name: "pgw_complete",
+      text: "SELECT workflow_complete_activity($1, 'null', $2)",
+      values: [row.activity_id, row.attempt],
+    }),
+  });
+
 // --- workloads ---------------------------------------------------------------------------
 // Throughput: one producer keeps up to IN_FLIGHT unfinished (each enqueue its own
 // transaction); completions per second over SECONDS after a warm-up.
@@ -194,9 +299,8 @@ async function throughput(system, kind) {
   const tally = new Tally();
   const stop = await system.startWorkers(tally);
   let enqueued = 0;
-  let producing = true;
-  const producer = (async () => {
-    while (producing) {
+  return completionsPerSecond(tally, stop, async (producing) => {
+    while (producing()) {
       if (enqueued - tally.done >= IN_FLIGHT) {
         await sleep(1);
         continue;
@@ -204,7 +308,14 @@ async function throughput(system, kind) {
       enqueued++;
       await (kind === "workflow" ? system.enqueueWorkflow({ n: enqueued }) : system.enqueueJob({ n: enqueued }));
     }
-  })();
+  });
+}
+
+// Runs the producer (a loop while `producing()`) and returns the completions per second
+// over SECONDS after a warm-up; then stops the producer and the workers.
+async function completionsPerSecond(tally, stop, produce) {
+  let producing = true;
+  const producer = produce(() => producing);
   await sleep(WARMUP_SECONDS * 1000);
   const from = tally.done;
   const t0 = performance.now();
@@ -214,6 +325,13 @@ async function throughput(system, kind) {
   await producer;
   await stop();
   return rate;
+}
+
+// p50 and p99 of the time from each key's commit to its handler's start.
+function latencies(committed, tally) {
+  const sorted = [...committed].map(([key, at]) => Math.max(0, (tally.starts.get(key) ?? Infinity) - at)).sort((a, b) => a - b);
+  const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  return { p50: at(0.5), p99: at(0.99) };
 }
 
 // Pickup latency on an idle system: one job every 20 ms; from the enqueue's commit (its
@@ -232,9 +350,7 @@ async function pickup(system) {
   const deadline = performance.now() + 30_000;
   while (tally.done < PICKUPS && performance.now() < deadline) await sleep(10);
   await stop();
-  const latencies = [...committed].map(([key, at]) => Math.max(0, (tally.starts.get(key) ?? Infinity) - at)).sort((a, b) => a - b);
-  const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
-  return { p50: at(0.5), p99: at(0.99) };
+  return latencies(committed, tally);
 }
 
 // Backlog drain: BACKLOG jobs enqueued first, then the workers start; jobs per second
@@ -252,15 +368,89 @@ async function drain(system) {
   return rate;
 }
 
+// Steady state: DEPTH jobs queued before the workers start, and the producer tops the
+// queue up (batches of up to 1,000, one statement each) while STEADY_WORKERS workers
+// claim one job at a time; completions per second over SECONDS after a warm-up.
+async function steady(system) {
+  await system.reset();
+  await system.enqueueBacklog(DEPTH);
+  const tally = new Tally();
+  let enqueued = DEPTH;
+  const stop = await system.startWorkers(tally, STEADY_WORKERS);
+  return completionsPerSecond(tally, stop, async (producing) => {
+    while (producing()) {
+      const missing = DEPTH - (enqueued - tally.done);
+      if (missing < 100) {
+        await sleep(1);
+        continue;
+      }
+      const n = Math.min(missing, 1000);
+      await system.enqueueBacklog(n);
+      enqueued += n;
+    }
+  });
+}
+
+// Claim latency under a steady load: RATE jobs per second for SECONDS, each its own
+// transaction on a schedule (a late producer catches up), RATE_WORKERS workers; from each
+// enqueue's commit to its handler's start.
+async function fixedRate(system) {
+  await system.reset();
+  const tally = new Tally();
+  const stop = await system.startWorkers(tally, RATE_WORKERS);
+  await sleep(500);
+  const committed = new Map();
+  const total = RATE * SECONDS;
+  const t0 = performance.now();
+  for (let key = 0; key < total; key++) {
+    const wait = t0 + (key * 1000) / RATE - performance.now();
+    if (wait >= 1) await sleep(wait);
+    await system.enqueueJob({ key });
+    committed.set(key, performance.now());
+  }
+  const sent = (total * 1000) / (performance.now() - t0);
+  const deadline = performance.now() + 30_000;
+  while (tally.done < total && performance.now() < deadline) await sleep(10);
+  await stop();
+  return { ...latencies(committed, tally), sent };
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+// Prints one table: a column per system, a row per measure, and the best pg_workflow
+// column against the best of `peers`; returns those ratios.
+function table(title, names, rows, medians, peers) {
+  const ours = names.filter((n) => n.startsWith("pg_workflow"));
+  console.log(`\n${title}`);
+  console.log(["workload".padEnd(34), ...names.map((n) => n.padStart(Math.max(12, n.length))), "best pgw / best peer".padStart(22)].join(" "));
+  const ratios = {};
+  for (const [label, key, better] of rows) {
+    const pick = (list) => (better === "higher" ? Math.max : Math.min)(...list.map((n) => medians[n][key]));
+    const ratio = better === "higher" ? pick(ours) / pick(peers) : pick(peers) / pick(ours);
+    ratios[key] = ratio;
+    const cells = names.map((n) => {
+      const v = medians[n][key];
+      return (key.includes("p50") || key.includes("p99") ? v.toFixed(2) : v.toFixed(0)).padStart(Math.max(12, n.length));
+    });
+    console.log([label.padEnd(34), ...cells, `${ratio.toFixed(2)}x`.padStart(22)].join(" "));
+  }
+  return ratios;
+}
+
+function mediansOf(names, results, keys) {
+  return Object.fromEntries(names.map((n) => [n, Object.fromEntries(keys.map((k) => [k, median(results[n][k])]))]));
+}
 
 async function main() {
   // PEERS_ONLY=text: only the systems whose name contains it (a quick look at one).
-  const systems = [pgWorkflow("batch"), pgWorkflow("one"), pgBoss(false), pgBoss(true), graphileWorker()].filter(
-    (s) => s.name.includes(process.env.PEERS_ONLY ?? ""),
-  );
-  for (const s of systems) await s.prepare();
+  const only = (list) => list.filter((s) => s.name.includes(process.env.PEERS_ONLY ?? ""));
+  const [batch, one, boss, bossBatched, graphile] = [pgWorkflow("batch"), pgWorkflow("one"), pgBoss(false), pgBoss(true), graphileWorker()];
+  const systems = only([batch, one, boss, bossBatched, graphile]);
+  const steadySystems = process.env.PEERS_STEADY === "0" ? [] : only([batch, one, pgWorkflowSqlLoop(), pgmqStyle(), boss, graphile]);
+  const all = [...new Set([...systems, ...steadySystems])];
+  for (const s of all) await s.prepare();
   const results = Object.fromEntries(systems.map((s) => [s.name, { workflows: [], jobs: [], pickup_p50: [], pickup_p99: [], drain: [] }]));
+  const steadyResults = Object.fromEntries(steadySystems.map((s) => [s.name, { steady: [], rate_p50: [], rate_p99: [], rate_sent: [] }]));
   for (let round = 1; round <= ROUNDS; round++) {
     for (const s of systems) {
       const r = results[s.name];
@@ -275,37 +465,75 @@ async function main() {
           `pickup p50 ${p.p50.toFixed(2)} ms p99 ${p.p99.toFixed(2)} ms, drain ${r.drain.at(-1).toFixed(0)} jobs/s`,
       );
     }
+    for (const s of steadySystems) {
+      const r = steadyResults[s.name];
+      r.steady.push(await steady(s));
+      const f = await fixedRate(s);
+      r.rate_p50.push(f.p50);
+      r.rate_p99.push(f.p99);
+      r.rate_sent.push(f.sent);
+      console.error(
+        `round ${round}: ${s.name}: steady ${r.steady.at(-1).toFixed(0)} jobs/s; at ${f.sent.toFixed(0)} jobs/s ` +
+          `claim latency p50 ${f.p50.toFixed(2)} ms p99 ${f.p99.toFixed(2)} ms`,
+      );
+    }
   }
-  for (const s of systems) await s.close();
+  for (const s of all) await s.close();
 
-  const rows = [
-    ["3-step workflows/s", "workflows", "higher"],
-    ["single jobs/s", "jobs", "higher"],
-    ["pickup p50 ms (idle)", "pickup_p50", "lower"],
-    ["pickup p99 ms (idle)", "pickup_p99", "lower"],
-    ["backlog drain, jobs/s", "drain", "higher"],
-  ];
   const names = systems.map((s) => s.name);
-  const medians = Object.fromEntries(names.map((n) => [n, Object.fromEntries(rows.map(([, k]) => [k, median(results[n][k])]))]));
-  const peers = names.filter((n) => !n.startsWith("pg_workflow"));
-  const ours = names.filter((n) => n.startsWith("pg_workflow"));
-  console.log(`\npg_workflow beside the job queues: medians of ${ROUNDS} interleaved rounds, concurrency ${CONCURRENCY}, one enqueuing client, ${SECONDS} s runs`);
-  console.log(["workload".padEnd(24), ...names.map((n) => n.padStart(Math.max(12, n.length))), "best pgw / best peer".padStart(22)].join(" "));
-  const ratios = {};
-  for (const [label, key, better] of rows) {
-    const pick = (list) => (better === "higher" ? Math.max : Math.min)(...list.map((n) => medians[n][key]));
-    const ratio = better === "higher" ? pick(ours) / pick(peers) : pick(peers) / pick(ours);
-    ratios[key] = ratio;
-    const cells = names.map((n) => {
-      const v = medians[n][key];
-      return (key.startsWith("pickup") ? v.toFixed(2) : v.toFixed(0)).padStart(Math.max(12, n.length));
-    });
-    console.log([label.padEnd(24), ...cells, `${ratio.toFixed(2)}x`.padStart(22)].join(" "));
+  const keys = ["workflows", "jobs", "pickup_p50", "pickup_p99", "drain"];
+  const medians = mediansOf(names, results, keys);
+  let ratios = {};
+  if (names.length > 0) {
+    ratios = table(
+      `pg_workflow beside the job queues: medians of ${ROUNDS} interleaved rounds, concurrency ${CONCURRENCY}, one enqueuing client, ${SECONDS} s runs`,
+      names,
+      [
+        ["3-step workflows/s", "workflows", "higher"],
+        ["single jobs/s", "jobs", "higher"],
+        ["pickup p50 ms (idle)", "pickup_p50", "lower"],
+        ["pickup p99 ms (idle)", "pickup_p99", "lower"],
+        ["backlog drain, jobs/s", "drain", "higher"],
+      ],
+      medians,
+      names.filter((n) => !n.startsWith("pg_workflow")),
+    );
+  }
+  const steadyNames = steadySystems.map((s) => s.name);
+  const steadyMedians = mediansOf(steadyNames, steadyResults, ["steady", "rate_p50", "rate_p99", "rate_sent"]);
+  const steadyRows = [
+    [`steady state, jobs/s (${STEADY_WORKERS} workers)`, "steady", "higher"],
+    [`claim p50 ms (${RATE}/s, ${RATE_WORKERS} workers)`, "rate_p50", "lower"],
+    [`claim p99 ms (${RATE}/s, ${RATE_WORKERS} workers)`, "rate_p99", "lower"],
+    ["  (rate the producer reached)", "rate_sent", "higher"],
+  ];
+  const steadyRatios = {};
+  const title = `Steady state: ${DEPTH} jobs kept queued, one-step workflows for pg_workflow; claim latency at a fixed rate; the SQL loops poll every ${POLL_MS} ms when empty; medians of ${ROUNDS} rounds, ${SECONDS} s runs`;
+  const queuePeers = steadyNames.filter((n) => !n.startsWith("pg_workflow") && !n.startsWith("pgmq"));
+  const pgmq = steadyNames.filter((n) => n.startsWith("pgmq"));
+  if (steadyNames.some((n) => n.startsWith("pg_workflow")) && queuePeers.length > 0) {
+    steadyRatios.against_job_queues = table(`${title}\n(ratio: against the best job queue)`, steadyNames, steadyRows, steadyMedians, queuePeers);
+  }
+  if (steadyNames.some((n) => n.startsWith("pg_workflow")) && pgmq.length > 0) {
+    steadyRatios.against_pgmq_style = table("(the same medians; ratio: against the pgmq-style queue)", steadyNames, steadyRows, steadyMedians, pgmq);
   }
   console.log("(ratio > 1: pg_workflow ahead; for latency the ratio is the best peer's over ours)");
   writeFileSync(
     outFile,
-    JSON.stringify({ rounds: ROUNDS, seconds: SECONDS, concurrency: CONCURRENCY, backlog: BACKLOG, runs: results, medians, ratios }, null, 2),
+    JSON.stringify(
+      {
+        rounds: ROUNDS,
+        seconds: SECONDS,
+        concurrency: CONCURRENCY,
+        backlog: BACKLOG,
+        runs: results,
+        medians,
+        ratios,
+        steady: { depth: DEPTH, workers: STEADY_WORKERS, rate: RATE, rate_workers: RATE_WORKERS, poll_ms: POLL_MS, runs: steadyResults, medians: steadyMedians, ratios: steadyRatios },
+      },
+      null,
+      2,
+    ),
   );
   console.log(`results written to ${outFile}`);
 }
