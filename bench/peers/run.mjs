@@ -86,8 +86,10 @@ function pgWorkflow(mode) {
         return null;
       };
       const handlers = { job: finished, s1: async () => null, s2: async () => null, s3: finished };
-      // PEERS_CLAIM_WAIT=0: the workers LISTEN instead of waiting in the claim.
-      const claimWaitMs = process.env.PEERS_CLAIM_WAIT === "0" ? false : "auto";
+      // PEERS_CLAIM_WAIT=0: the workers LISTEN instead of waiting in the claim; a number:
+      // each waiting claim's longest wait (ms).
+      const wait = process.env.PEERS_CLAIM_WAIT;
+      const claimWaitMs = wait === undefined || wait === "auto" ? "auto" : wait === "0" ? false : Number(wait);
       const options = { connection: connectionString, queue: "peers", handlers, onError: quiet, dispatchIntervalMs: false, claimWaitMs };
       const workers =
         mode === "batch"
@@ -270,7 +272,9 @@ const pgmqStyle = () =>
     finish: (row) => ({ name: "pgmq_delete", text: "DELETE FROM peers_pgmq WHERE msg_id = $1", values: [row.msg_id] }),
   });
 
-// pg_workflow driven the same way: one-step workflows, workflow_claim 1 -> complete 1.
+// pg_workflow driven the same way: one-step workflows, claim 1 -> complete 1, the claim
+// being workflow_claim_wait (up to 1 s), so the loop's own poll never runs while the
+// preload wakes it.
 const pgWorkflowSqlLoop = () =>
   sqlLoop({
     name: "pg_workflow, SQL loop",
@@ -280,7 +284,7 @@ const pgWorkflowSqlLoop = () =>
     enqueueMany: "SELECT count(workflow_start('peers_job', jsonb_build_object('i', i))) FROM generate_series(1, $1) i",
     claim: (workerId) => ({
       name: "pgw_claim",
-      text: "SELECT activity_id, input, attempt FROM workflow_claim('peers', $1, 1, '30 seconds')",
+      text: "SELECT activity_id, input, attempt FROM workflow_claim_wait('peers', $1, 1, '30 seconds', NULL, '1 second')",
       values: [workerId],
     }),
     keyOf: (row) => row.input?.input?.key,

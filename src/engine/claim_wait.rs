@@ -44,12 +44,17 @@ pub fn claim_wait(
     mut attempt: impl FnMut() -> Vec<Claimed>,
 ) -> Vec<Claimed> {
     let deadline = clock() + timeout_micros;
-    // Registered before the first attempt, so a commit after its snapshot still wakes it.
+    // Under load the work is there: the first attempt goes without touching shared memory.
+    let claimed = attempt();
+    if !claimed.is_empty() || timeout_micros == 0 {
+        return claimed;
+    }
+    // Registered before the next attempt, so a commit after its snapshot still wakes it.
     let registration = waiters::register(queue);
     let mut slept = false;
     loop {
-        if let Some(r) = &registration {
-            r.rearm();
+        if let (Some(r), true) = (&registration, slept) {
+            r.rearm(); // woken: wakes set from now on are for the attempt to come
         }
         let claimed = attempt();
         if !claimed.is_empty() {
