@@ -84,7 +84,7 @@ export interface WorkerOptions {
   pollIntervalMs?: number;
   /**
    * With free slots, wait for work in the claim itself (workflow_claim_wait) for up to
-   * this long (ms, default 500, at most 60000) instead of waiting for a notification.
+   * this long (ms, default 100, at most 60000) instead of waiting for a notification.
    * "auto" (default): when the server preloads pg_workflow, whose commits then wake one
    * waiting worker each (without the preload the call polls, so the worker LISTENs);
    * false: always LISTEN.
@@ -180,7 +180,7 @@ export class Worker {
     });
     await this.#listener.ready();
     const wait = this.#options.claimWaitMs ?? "auto";
-    if (wait === "auto") this.#claimWaitMs = (await this.#sql.preloaded()) ? 500 : undefined;
+    if (wait === "auto") this.#claimWaitMs = (await this.#sql.preloaded()) ? 100 : undefined;
     else if (wait !== false) this.#claimWaitMs = wait;
     await this.#startDispatching();
     if (this.#options.handleSignals) {
