@@ -116,14 +116,26 @@ fn workflow_claim(
     ),
 > {
     let rows = call(|c, caller| {
-        let queue = required("queue", queue, "pass a queue name such as 'default'")?;
-        let worker_id = required("worker_id", worker_id, "pass a name for this worker (host:pid)")?;
-        let max_count = required("max_count", max_count, "pass how many activities to claim at most, such as 1")?;
-        let lease = required("lease", lease, "pass how long the claim holds, such as '5 minutes'")?;
+        let (queue, worker_id, max_count, lease) = claim_args(queue, worker_id, max_count, lease)?;
         let at = pgrx::datum::now();
         claim::claim(c, caller, claim::Request { queue, worker_id, max_count, lease, activity_types, at })
     });
     claimed_table(rows)
+}
+
+/// The arguments `workflow_claim` and `workflow_claim_wait` share, none NULL.
+fn claim_args<'a>(
+    queue: Option<&'a str>,
+    worker_id: Option<&'a str>,
+    max_count: Option<i32>,
+    lease: Option<Interval>,
+) -> Result<(&'a str, &'a str, i32, Interval)> {
+    Ok((
+        required("queue", queue, "pass a queue name such as 'default'")?,
+        required("worker_id", worker_id, "pass a name for this worker (host:pid)")?,
+        required("max_count", max_count, "pass how many activities to claim at most, such as 1")?,
+        required("lease", lease, "pass how long the claim holds, such as '5 minutes'")?,
+    ))
 }
 
 /// `workflow_claim`, but when nothing is claimable it waits up to `timeout` for work on
@@ -150,20 +162,10 @@ fn workflow_claim_wait(
         name!(lease_expires_at, TimestampWithTimeZone),
     ),
 > {
-    let (queue, worker_id, max_count, lease, timeout) = (|| {
-        Ok::<_, WorkflowError>((
-            required("queue", queue, "pass a queue name such as 'default'")?,
-            required("worker_id", worker_id, "pass a name for this worker (host:pid)")?,
-            required("max_count", max_count, "pass how many activities to claim at most, such as 1")?,
-            required("lease", lease, "pass how long the claim holds, such as '5 minutes'")?,
-            claim_wait::check_wait(&required(
-                "timeout",
-                timeout,
-                "pass how long to wait for work, such as '1 second'",
-            )?)?,
-        ))
-    })()
-    .or_raise();
+    let (queue, worker_id, max_count, lease) = claim_args(queue, worker_id, max_count, lease).or_raise();
+    let timeout = required("timeout", timeout, "pass how long to wait for work, such as '1 second'")
+        .and_then(|t| claim_wait::check_wait(&t))
+        .or_raise();
     let rows = claim_wait::claim_wait(queue, max_count, timeout, || {
         // Each attempt counts from the clock: the transaction began before the wait.
         let at = pgrx::datum::clock_timestamp();

@@ -193,7 +193,9 @@ pub fn wake_all(db: u32) {
     pids.into_iter().for_each(set_latch_of);
 }
 
-fn set_latch_of(pid: i32) {
+/// Sets the latch of the process with this pid, if it is alive (a waiter here; a
+/// dispatcher or the launcher for `wake`).
+pub fn set_latch_of(pid: i32) {
     unsafe {
         let proc_ = pg_sys::BackendPidGetProc(pid);
         if !proc_.is_null() {

@@ -21,6 +21,7 @@
 //! before (and at most one per interval could take the NOTIFY lock).
 
 use crate::gucs;
+use crate::waiters::set_latch_of;
 use pgrx::atomics::PgAtomic;
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys;
@@ -376,16 +377,6 @@ fn publish() {
     }
     if target != 0 && target != unsafe { pg_sys::MyProcPid } {
         set_latch_of(target);
-    }
-}
-
-/// Sets the latch of the process with this pid, if it is alive.
-pub fn set_latch_of(pid: i32) {
-    unsafe {
-        let proc_ = pg_sys::BackendPidGetProc(pid);
-        if !proc_.is_null() {
-            pg_sys::SetLatch(&raw mut (*proc_).procLatch);
-        }
     }
 }
 

@@ -243,15 +243,15 @@ static OPEN_CHILDREN: Statement = Statement {
 };
 
 static PARENT_OF: Statement = Statement {
-    // The parent's step in a subquery: joined, `a.execution_id = e.parent_id` would let
-    // the planner read the parent index whole for `e` (see engine/plan.rs).
-    sql: "SELECT * FROM ( \
-            SELECT e.parent_id, e.parent_step, e.status, e.output, e.error, \
-                   (SELECT a.id FROM @extschema@.workflow_activity a \
-                    WHERE a.execution_id = e.parent_id AND a.step_key = e.parent_step \
-                      AND (a.status = 'waiting') IS TRUE) AS step \
-            FROM @extschema@.workflow_execution e WHERE e.id = $1) parent \
-          WHERE step IS NOT NULL",
+    // The parent's step in a lateral subquery kept apart (OFFSET 0): joined,
+    // `a.execution_id = e.parent_id` would let the planner read the parent index whole
+    // for `e` (see engine/plan.rs).
+    sql: "SELECT e.parent_id, e.parent_step, e.status, e.output, e.error, step.id \
+          FROM @extschema@.workflow_execution e \
+          CROSS JOIN LATERAL (SELECT a.id FROM @extschema@.workflow_activity a \
+                              WHERE a.execution_id = e.parent_id AND a.step_key = e.parent_step \
+                                AND (a.status = 'waiting') IS TRUE OFFSET 0) step \
+          WHERE e.id = $1",
     args: &[UUIDOID],
 };
 

@@ -13,7 +13,7 @@ export {
   fromDriverError,
 } from "./errors.js";
 export { jsonParam, type Json } from "./json.js";
-export { WorkflowSql, type Queryable } from "./sql.js";
+export { WorkflowSql, type ClaimOptions, type Queryable } from "./sql.js";
 export type * from "./types.js";
 export {
   ActivityFailure,

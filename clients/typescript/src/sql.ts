@@ -41,6 +41,25 @@ export function interval(field: string, d: Duration): string {
   return required(field, d);
 }
 
+/** What a worker asks workflow_claim (and workflow_claim_wait) for. */
+export interface ClaimOptions {
+  queue: string;
+  workerId: string;
+  maxCount?: number;
+  lease?: Duration;
+  activityTypes?: string[];
+}
+
+function claimArgs(options: ClaimOptions): Arg[] {
+  return [
+    ["queue", required("queue", options.queue), "text"],
+    ["worker_id", required("workerId", options.workerId), "text"],
+    ["max_count", options.maxCount, "int"],
+    ["lease", options.lease === undefined ? undefined : interval("lease", options.lease), "interval"],
+    ["activity_types", options.activityTypes, "text[]"],
+  ];
+}
+
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
@@ -104,46 +123,19 @@ export class WorkflowSql {
   }
 
   /** workflow_claim: up to `maxCount` due activities of a queue, leased to `workerId`. */
-  async claim(options: {
-    queue: string;
-    workerId: string;
-    maxCount?: number;
-    lease?: Duration;
-    activityTypes?: string[];
-  }): Promise<ClaimedActivity[]> {
-    return this.#call(
-      "workflow_claim",
-      [
-        ["queue", required("queue", options.queue), "text"],
-        ["worker_id", required("workerId", options.workerId), "text"],
-        ["max_count", options.maxCount, "int"],
-        ["lease", options.lease === undefined ? undefined : interval("lease", options.lease), "interval"],
-        ["activity_types", options.activityTypes, "text[]"],
-      ],
-      "rows",
-    );
+  async claim(options: ClaimOptions): Promise<ClaimedActivity[]> {
+    return this.#call("workflow_claim", claimArgs(options), "rows");
   }
 
   /**
    * workflow_claim_wait: like claim, but when nothing is claimable the call waits up to
    * `timeout` (default 1 s, at most 60 s) for a commit that makes work claimable.
    */
-  async claimWait(options: {
-    queue: string;
-    workerId: string;
-    maxCount?: number;
-    lease?: Duration;
-    activityTypes?: string[];
-    timeout?: Duration;
-  }): Promise<ClaimedActivity[]> {
+  async claimWait(options: ClaimOptions & { timeout?: Duration }): Promise<ClaimedActivity[]> {
     return this.#call(
       "workflow_claim_wait",
       [
-        ["queue", required("queue", options.queue), "text"],
-        ["worker_id", required("workerId", options.workerId), "text"],
-        ["max_count", options.maxCount, "int"],
-        ["lease", options.lease === undefined ? undefined : interval("lease", options.lease), "interval"],
-        ["activity_types", options.activityTypes, "text[]"],
+        ...claimArgs(options),
         ["timeout", options.timeout === undefined ? undefined : interval("timeout", options.timeout), "interval"],
       ],
       "rows",

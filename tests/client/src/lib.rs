@@ -127,3 +127,24 @@ pub fn sqlstate(result: Result<u64, postgres::Error>) -> String {
         Err(e) => e.code().map_or_else(|| e.to_string(), |c| c.code().to_owned()),
     }
 }
+
+/// Polls pg_stat_activity until backend `pid` sleeps in `workflow_claim_wait`'s wait
+/// (its first attempts done), for at most 30 s.
+pub fn wait_until_claim_waits(observer: &mut Client, pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let sleeping: bool = observer
+            .query_one(
+                "SELECT coalesce(bool_or(wait_event_type = 'Extension' AND query LIKE '%workflow_claim_wait%'), false) \
+                 FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if sleeping {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("backend {pid} never started waiting in workflow_claim_wait");
+}

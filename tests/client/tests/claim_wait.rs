@@ -6,10 +6,10 @@
 //! by Postgres itself (a sinval catch-up, every ten seconds or so here): a wait of a
 //! minute would end in a claim even with no wake-up from pg_workflow at all.
 
-use pg_workflow_client_tests::{connect, fresh_database};
+use pg_workflow_client_tests::{connect, fresh_database, wait_until_claim_waits};
 use postgres::Client;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a waiter's call returned: (step_key, attempt) per claimed activity, or the
 /// SQLSTATE it failed with.
@@ -52,28 +52,8 @@ fn waiter(url: &str, observer: &mut Client, queue: &str, seconds: i32) -> Waiter
             .map_err(|e| e.code().map(|c| c.code().to_owned()).unwrap_or_else(|| e.to_string()));
         (outcome, client)
     });
-    wait_until_sleeping(observer, pid);
+    wait_until_claim_waits(observer, pid);
     Waiter { pid, call }
-}
-
-/// Polls pg_stat_activity until backend `pid` sleeps in the claim's wait.
-fn wait_until_sleeping(observer: &mut Client, pid: i32) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let sleeping: bool = observer
-            .query_one(
-                "SELECT coalesce(bool_or(wait_event_type = 'Extension' AND query LIKE '%workflow_claim_wait%'), false) \
-                 FROM pg_stat_activity WHERE pid = $1",
-                &[&pid],
-            )
-            .unwrap()
-            .get(0);
-        if sleeping {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("backend {pid} never started waiting in workflow_claim_wait");
 }
 
 fn define(db: &mut Client, name: &str, queue: &str) {

@@ -6,7 +6,7 @@
 //! three ways the README gives to call it (pg_cron, a worker's interval, a psql loop).
 
 use pg_workflow_client_tests::{
-    cluster_url, connect, fresh_database_on, next_notification, notifications_before_marker,
+    cluster_url, connect, fresh_database_on, next_notification, notifications_before_marker, wait_until_claim_waits,
 };
 use postgres::Client;
 use std::time::{Duration, Instant};
@@ -352,21 +352,7 @@ fn a_waiting_claim_polls_and_the_setting_says_why() {
             .len()
     });
     // Once it sleeps between attempts, the work is committed.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting: bool = db
-            .query_one(
-                "SELECT coalesce(bool_or(wait_event_type = 'Extension'), false) FROM pg_stat_activity WHERE pid = $1",
-                &[&pid],
-            )
-            .unwrap()
-            .get(0);
-        if waiting {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the claim never started waiting");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until_claim_waits(&mut db, pid);
     db.batch_execute("SELECT workflow_start('np_wait')").unwrap();
     assert_eq!(call.join().unwrap(), 1);
 }
